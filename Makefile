@@ -1,0 +1,38 @@
+# The two commands that matter: `make run` and `make test` (see README.md).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8080
+
+.PHONY: run test test-fast bench soak lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+
+$(VENV)/.local-installed: $(BIN)/python requirements.txt requirements-local.txt
+	$(BIN)/pip install -q -r requirements-local.txt
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.local-installed requirements-dev.txt
+	$(BIN)/pip install -q -r requirements-dev.txt
+	# It pins an old protobuf; the client libraries above bring what it needs.
+	$(BIN)/pip install -q --no-deps gcloud-tasks-emulator==0.6.2
+	touch $@
+
+run: $(VENV)/.local-installed
+	$(BIN)/python -m functions serve --port $(PORT)
+
+test: $(VENV)/.dev-installed
+	bash .ci/ensure-browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite without the browser and the emulators: a quick loop while editing.
+test-fast: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest -m "not emulator and not browser" $(PYTEST_ARGS)
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .local .pytest_cache

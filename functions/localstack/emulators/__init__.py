@@ -1,0 +1,1 @@
+"""Launchers for the real emulators the tests and `serve --emulators` run against."""

@@ -1,0 +1,1 @@
+"""The library every function deploys with: capabilities, ports, adapters and their wiring."""

@@ -1,0 +1,1 @@
+"""Loopback stand-ins for SaaS that cannot run here, speaking each service's documented wire format."""
