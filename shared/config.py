@@ -171,7 +171,7 @@ class Settings:
             SettingsError: naming every missing or malformed setting.
         """
         source = dict(os.environ if environ is None else environ)
-        local = source.get("ENV", "production").strip().lower() == LOCAL
+        local = str(overrides.get("env", source.get("ENV", "production"))).strip().lower() == LOCAL
         values: dict[str, Any] = {}
         missing: list[str] = []
         malformed: list[str] = []

@@ -203,3 +203,26 @@ class Embedder(Protocol):
 def iter_batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+# --- Outbound URL fetch (share links) ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchedPage:
+    url: str  # final URL after redirects
+    status: int
+    content_type: str
+    body: bytes
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@runtime_checkable
+class Fetcher(Protocol):
+    """Fetches a URL that a person supplied, refusing anything that is not a public http(s) address."""
+
+    def fetch(self, url: str, *, max_bytes: int | None = None, timeout: float | None = None,
+              headers: dict[str, str] | None = None) -> FetchedPage:
+        """Raises shared.errors.Refused for a forbidden target, TooLarge past the cap,
+        DependencyDown / PermanentError for network and HTTP failures."""
+        ...

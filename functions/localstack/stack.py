@@ -1,0 +1,133 @@
+"""Start and stop the whole system on one machine: embedded adapters, or production ones on emulators."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from werkzeug.serving import make_server
+
+from shared import bootstrap
+from shared.bootstrap import Container
+from shared.config import EMBEDDED, GOOGLE, Settings
+from shared.logs import setup_logging
+from shared.migrate import migrate
+
+log = logging.getLogger(__name__)
+
+
+class LocalStack:
+    """The local stack as an object: ``start()`` serves in a background thread, ``stop()`` ends everything
+    it started (server, dispatcher threads, emulators, embedded Postgres) by PID."""
+
+    def __init__(self, *, port: int = 8080, data_dir: Path | str = ".local", emulators: bool = False,
+                 environ: Mapping[str, str] | None = None, host: str = "127.0.0.1", seed: bool = True,
+                 **overrides: Any):
+        self.port = port
+        self.host = host
+        self.data_dir = Path(data_dir).resolve()
+        self.use_emulators = emulators
+        self.environ = environ
+        self.seed = seed
+        self.overrides = overrides
+        self._emulators: list[Any] = []
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self.container: Container | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> LocalStack:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        values: dict[str, Any] = {"env": "local", "port": self.port, "data_dir": self.data_dir}
+        if self.use_emulators:
+            values.update(self._start_emulators())
+        settings = Settings.from_env(self.environ, **values)
+        setup_logging(settings.log_level, settings.project_id)
+        ports = dict(self.overrides)
+        if self.use_emulators:
+            ports.update(self._embedded_where_no_emulator(settings))
+        self.container = Container(settings, **ports)
+        bootstrap.use(self.container)
+        try:
+            migrate(self.container.db, vector_index=(settings.embedding_model, settings.embedding_dim))
+            if self.use_emulators:
+                self._prepare_emulators(settings)
+            if self.seed:
+                from functions.localstack.seed import seed
+
+                seed(self.container)
+            from functions.localstack.app import build_app
+
+            self._server = make_server(self.host, self.port, build_app(self.container), threaded=True)
+            self._thread = threading.Thread(target=self._server.serve_forever, name="local-stack", daemon=True)
+            self._thread.start()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("local stack serving", extra={"fields": {"url": self.url, "emulators": self.use_emulators}})
+        return self
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self.container is not None:
+            self.container.close()
+            bootstrap.use(None)
+        for emulator in reversed(self._emulators):
+            emulator.stop()
+        self._emulators.clear()
+
+    # --- emulator mode ---------------------------------------------------------------------------
+
+    def _start_emulators(self) -> dict[str, Any]:
+        from functions.localstack.emulators.cloud_tasks import CloudTasksEmulator
+        from functions.localstack.emulators.firestore import FirestoreEmulator
+        from functions.localstack.emulators.gcs import GcsEmulator
+        from functions.localstack.emulators.pubsub import PubSubEmulator
+
+        logs = self.data_dir / "emulators"
+        firestore = self._track(FirestoreEmulator(log_dir=logs).start())
+        pubsub = self._track(PubSubEmulator(log_dir=logs).start())
+        tasks = self._track(CloudTasksEmulator(log_dir=logs).start())
+        gcs = self._track(GcsEmulator(log_dir=logs).start())
+        return {"adapters": GOOGLE, "firestore_emulator_host": firestore.host,
+                "pubsub_emulator_host": pubsub.host, "tasks_emulator_host": tasks.host,
+                "storage_emulator_host": gcs.url}
+
+    def _track(self, emulator):
+        self._emulators.append(emulator)
+        return emulator
+
+    def _embedded_where_no_emulator(self, settings: Settings) -> dict[str, Any]:
+        """Secret Manager has no emulator and Vertex AI needs the internet: those stay embedded."""
+        embedded = Container(Settings.from_env(self.environ, **{**_values_of(settings), "adapters": EMBEDDED}))
+        return {"secrets": embedded.secrets, "embedder": embedded.embedder}
+
+    def _prepare_emulators(self, settings: Settings) -> None:
+        from shared.adapters.pubsub import ensure_topology
+        from shared.topology import FUNCTIONS, SUBSCRIPTIONS
+
+        assert self.container is not None
+        self.container.tasks.ensure_queues(FUNCTIONS)
+        ensure_topology(self.container.events, SUBSCRIPTIONS, settings.function_url)
+        for emulator in self._emulators:
+            if hasattr(emulator, "create_bucket"):
+                emulator.create_bucket(settings.uploads_bucket)
+
+
+def _values_of(settings: Settings) -> dict[str, Any]:
+    import dataclasses
+
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}

@@ -1,0 +1,129 @@
+"""The HTTP edge every function shares: routing inside a function, JSON errors, request-scoped logging.
+
+A function's ``main.py`` hands its request to ``Router.dispatch``. The router matches the path the
+function sees (the part after its own URL, in production and in the local stack alike), calls the
+handler, and turns the project's errors into ``{"error", "message"}`` bodies with their status.
+
+Routes called by Cloud Tasks or Pub/Sub are declared ``delivery=True``: there a permanent failure has
+already been recorded by the capability, so it is answered 200 to stop redelivery, while a retryable
+one is answered 503 so the platform tries again with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Request, Response
+from werkzeug.exceptions import MethodNotAllowed, NotFound as RouteNotFound
+from werkzeug.routing import Map, Rule
+
+from shared.errors import AppError, PermanentError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class _Route:
+    handler: Handler
+    delivery: bool
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body, default=str, separators=(",", ":")), status=status,
+                    mimetype="application/json", headers=headers)
+
+
+def error_response(error: AppError) -> Response:
+    return json_response(error.to_json(), error.status)
+
+
+class Router:
+    """Method + path rules (werkzeug syntax, e.g. ``/samples/<id>``) to handlers ``fn(request, **args)``.
+
+    A handler returns a ``Response``, a JSON-able body, or ``(body, status)``.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self._map = Map(strict_slashes=False, merge_slashes=True)
+        self._routes: dict[str, _Route] = {}
+
+    def route(self, method: str, path: str, *, delivery: bool = False) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            endpoint = f"{method.upper()} {path}"
+            self._map.add(Rule(path or "/", methods=[method.upper()], endpoint=endpoint))
+            self._routes[endpoint] = _Route(fn, delivery)
+            return fn
+        return register
+
+    def rules(self) -> list[tuple[str, str]]:
+        """(method, path) of every route: the OpenAPI test checks them against functions/openapi.yaml."""
+        return [(endpoint.split(" ", 1)[0], endpoint.split(" ", 1)[1]) for endpoint in self._routes]
+
+    def dispatch(self, request: Request) -> Response:
+        from shared.logs import bind_request
+        from shared.bootstrap import settings
+
+        with bind_request(request.headers, settings().project_id):
+            return self._dispatch(request)
+
+    def _dispatch(self, request: Request) -> Response:
+        adapter = self._map.bind("function", path_info=request.path or "/")
+        try:
+            endpoint, args = adapter.match(method=request.method)
+        except RouteNotFound:
+            return json_response({"error": "not_found", "message": f"No route {request.path} in {self.name}."}, 404)
+        except MethodNotAllowed as exc:
+            allowed = ", ".join(sorted(exc.valid_methods or []))
+            return json_response({"error": "method_not_allowed",
+                                  "message": f"{request.method} is not allowed here; use {allowed}."}, 405,
+                                 {"Allow": allowed})
+        route = self._routes[endpoint]
+        try:
+            return _to_response(route.handler(request, **args))
+        except PermanentError as exc:
+            if route.delivery:
+                log.warning("delivery failed permanently", extra={"fields": {"route": endpoint, "error": exc.code}})
+                return json_response({"status": "failed", **exc.to_json()}, 200)
+            return error_response(exc)
+        except AppError as exc:
+            log.warning("request failed", extra={"fields": {"route": endpoint, "error": exc.code,
+                                                            "status": exc.status}})
+            return error_response(exc)
+        except Exception:
+            # A bug. Logged with its traceback; the 500 also makes Tasks and Pub/Sub redeliver.
+            log.exception("unhandled error", extra={"fields": {"route": endpoint}})
+            return json_response({"error": "internal", "message": "An unexpected error occurred."}, 500)
+
+
+def _to_response(result: Any) -> Response:
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, tuple):
+        body, status = result
+        return json_response(body, status)
+    return json_response(result)
+
+
+def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
+    """The request's JSON object, or a 400 that says what is wrong with it."""
+    from shared.errors import BadRequest
+
+    raw = request.get_data(cache=True)
+    if not raw:
+        if required:
+            raise BadRequest("The request body is empty; a JSON object is expected.")
+        return {}
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc}.") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return body
