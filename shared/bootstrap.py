@@ -212,9 +212,8 @@ class Container:
         from shared.auth import TokenVerifier, google_certs
 
         if self.settings.is_local:
-            signer = self.signer
-            return TokenVerifier(signer.certs)
-        return TokenVerifier(google_certs())
+            return TokenVerifier(self.signer.certs)
+        return TokenVerifier(google_certs(), accept_platform_verified=self.settings.platform_verifies_invoker)
 
     def close(self) -> None:
         for close in reversed(self._closers):
@@ -231,9 +230,17 @@ def container() -> Container:
                 from shared.logs import setup_logging
 
                 built = Container(Settings.from_env())
-                setup_logging(built.settings.log_level, built.settings.project_id)
+                setup_logging(built.settings.log_level, built.settings.project_id,
+                              secrets=secret_values(built.settings))
                 _container = built
     return _container
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Values of secret settings, registered with the log redactor so they never reach a log line."""
+    from shared.config import FIELDS
+
+    return [str(getattr(settings, f.name)) for f in FIELDS if f.secret and getattr(settings, f.name)]
 
 
 def settings() -> Settings:

@@ -73,6 +73,9 @@ FIELDS: tuple[Field, ...] = (
     Field("invoker_audience", "INVOKER_AUDIENCE",
           "Audience expected in Cloud Tasks, Pub/Sub and Scheduler OIDC tokens (default: the function URL).",
           "", "", required=False),
+    Field("platform_verifies_invoker", "PLATFORM_VERIFIES_INVOKER",
+          "True only on functions behind IAM invoker checks: Cloud Run has verified the caller's OIDC token and "
+          "strips its signature, so the function checks the claims only.", "false", "false", _bool),
     Field("tasks_service_account", "TASKS_SERVICE_ACCOUNT",
           "Service account whose OIDC token Cloud Tasks attaches (and that functions accept from Tasks).",
           "tasks-invoker@local-project.iam.gserviceaccount.com"),
@@ -139,6 +142,7 @@ class Settings:
     hubspot_client_secret: str
     oauth_client_id: str
     invoker_audience: str
+    platform_verifies_invoker: bool
     tasks_service_account: str
     pubsub_service_account: str
     scheduler_service_account: str

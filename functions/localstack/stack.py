@@ -48,7 +48,7 @@ class LocalStack:
         if self.use_emulators:
             values.update(self._start_emulators())
         settings = Settings.from_env(self.environ, **values)
-        setup_logging(settings.log_level, settings.project_id)
+        setup_logging(settings.log_level, settings.project_id, secrets=bootstrap.secret_values(settings))
         ports = dict(self.overrides)
         if self.use_emulators:
             ports.update(self._embedded_where_no_emulator(settings))
