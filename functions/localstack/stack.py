@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ class LocalStack:
             migrate(self.container.db, vector_index=(settings.embedding_model, settings.embedding_dim))
             if self.use_emulators:
                 self._prepare_emulators(settings)
+            self.container.tasks  # resumes deliveries saved by a previous run
             if self.seed:
                 from functions.localstack.seed import seed
 
@@ -98,10 +100,14 @@ class LocalStack:
         from functions.localstack.emulators.pubsub import PubSubEmulator
 
         logs = self.data_dir / "emulators"
-        firestore = self._track(FirestoreEmulator(log_dir=logs).start())
-        pubsub = self._track(PubSubEmulator(log_dir=logs).start())
-        tasks = self._track(CloudTasksEmulator(log_dir=logs).start())
-        gcs = self._track(GcsEmulator(log_dir=logs).start())
+        firestore = self._track(FirestoreEmulator(log_path=logs / "firestore.log"))
+        pubsub = self._track(PubSubEmulator(log_path=logs / "pubsub.log"))
+        tasks = self._track(CloudTasksEmulator(log_path=logs / "cloud-tasks.log"))
+        gcs = self._track(GcsEmulator(log_dir=logs))
+        # Started side by side: the JVM emulators take seconds each.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for future in [pool.submit(e.start) for e in (firestore, pubsub, tasks, gcs)]:
+                future.result()
         return {"adapters": GOOGLE, "firestore_emulator_host": firestore.host,
                 "pubsub_emulator_host": pubsub.host, "tasks_emulator_host": tasks.host,
                 "storage_emulator_host": gcs.url}
@@ -116,12 +122,11 @@ class LocalStack:
         return {"secrets": embedded.secrets, "embedder": embedded.embedder}
 
     def _prepare_emulators(self, settings: Settings) -> None:
-        from shared.adapters.pubsub import ensure_topology
         from shared.topology import FUNCTIONS, SUBSCRIPTIONS
 
         assert self.container is not None
         self.container.tasks.ensure_queues(FUNCTIONS)
-        ensure_topology(self.container.events, SUBSCRIPTIONS, settings.function_url)
+        self.container.events.ensure_topology(SUBSCRIPTIONS, settings.function_url)
         for emulator in self._emulators:
             if hasattr(emulator, "create_bucket"):
                 emulator.create_bucket(settings.uploads_bucket)
