@@ -22,7 +22,7 @@ _container: Container | None = None
 class Container:
     """Lazily built adapters for one ``Settings``."""
 
-    _PORTS = ("db", "store", "tasks", "events", "blobs", "secrets", "embedder", "verifier", "signer")
+    _PORTS = ("db", "store", "tasks", "events", "blobs", "secrets", "embedder", "fetcher", "verifier", "signer")
 
     def __init__(self, settings: Settings, **overrides: Any):
         unknown = set(overrides) - set(self._PORTS)
@@ -189,6 +189,18 @@ class Container:
 
         return VertexEmbedder(project=s.project_id, location=s.region, model=s.embedding_model,
                               dimension=s.embedding_dim, base_url=s.vertex_base_url or None)
+
+    # --- Share links ---------------------------------------------------------------------------
+
+    @property
+    def fetcher(self):
+        """The SSRF-safe client for links people paste (the same in every mode: it is the guard)."""
+        return self._get("fetcher", self._build_fetcher)
+
+    def _build_fetcher(self):
+        from shared.adapters.web_fetch import SafeFetcher
+
+        return SafeFetcher(max_bytes=self.settings.max_upload_bytes)
 
     # --- Identity --------------------------------------------------------------------------------
 
