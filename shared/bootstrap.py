@@ -85,7 +85,7 @@ class Container:
         if self.embedded:
             from shared.adapters.local_store import LocalStore
 
-            return LocalStore(s.data_dir / "firestore.json")
+            return LocalStore(s.data_dir)
         from shared.adapters.firestore_store import FirestoreStore
 
         return FirestoreStore(project=s.project_id, database=s.firestore_database,
