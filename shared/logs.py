@@ -369,6 +369,19 @@ def _install_record_factory() -> None:
     _STATE.previous_factory = previous
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is when a record is emitted, not when the handler was made:
+    test runners swap stdout, and records emitted at interpreter exit must not hit a closed stream."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def setup_logging(level: str | int = "INFO", project_id: str | None = None, *,
                   stream: Any = None, secrets: Iterable[str | None] = ()) -> logging.Handler:
     """Send the root logger's records to ``stream`` (stdout by default) as Cloud Logging JSON.
@@ -397,8 +410,12 @@ def setup_logging(level: str | int = "INFO", project_id: str | None = None, *,
         if not isinstance(numeric, int):
             raise ValueError(f"unknown log level {level!r}")
         root.setLevel(numeric)
-        if _STATE.handler is None or _STATE.handler not in root.handlers:
-            handler = logging.StreamHandler(stream or sys.stdout)
+        current = _STATE.handler
+        if current is None or current not in root.handlers or (
+                stream is not None and isinstance(current, _StdoutHandler)):
+            if current is not None:
+                root.removeHandler(current)
+            handler = logging.StreamHandler(stream) if stream is not None else _StdoutHandler()
             handler.addFilter(RedactingFilter())
             root.addHandler(handler)
             _STATE.handler = handler
