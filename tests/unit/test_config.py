@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,8 @@ def test_only_config_reads_the_environment():
     for path in list((ROOT / "shared").rglob("*.py")) + list((ROOT / "functions").glob("*/main.py")):
         if path.name == "config.py" and path.parent.name == "shared":
             continue
-        text = path.read_text()
-        if "os.environ" in text or "os.getenv" in text:
-            offenders.append(str(path.relative_to(ROOT)))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os"
+                    and node.attr in {"environ", "getenv", "putenv", "environb"}):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
