@@ -127,3 +127,44 @@ def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
     return body
+
+
+# --- who is calling ------------------------------------------------------------------------------
+
+
+def person(request: Request):
+    """The person behind a request to a people-facing function (``ingest``, ``admin``)."""
+    from shared.auth import authenticate_person
+    from shared.bootstrap import container
+
+    c = container()
+    s = c.settings
+    return authenticate_person(request.headers, env_is_local=s.is_local, verifier=c.verifier,
+                               client_id=s.oauth_client_id, allowed_domains=s.allowed_domains,
+                               ops_emails=s.ops_emails)
+
+
+def ops(request: Request):
+    """The person behind a request, who must have the ops role."""
+    from shared.auth import require_ops
+
+    return require_ops(person(request))
+
+
+def caller(request: Request, function: str, *, via: str):
+    """The service account behind a platform delivery to ``function``.
+
+    Args:
+        request: the request.
+        function: the deployed name of the called function (the token's audience is its URL).
+        via: ``tasks``, ``pubsub`` or ``scheduler``: whose service account may call.
+    """
+    from shared.auth import authenticate_service
+    from shared.bootstrap import container
+
+    c = container()
+    s = c.settings
+    accounts = {"tasks": s.tasks_service_account, "pubsub": s.pubsub_service_account,
+                "scheduler": s.scheduler_service_account}
+    return authenticate_service(request.headers, verifier=c.verifier, audience=s.audience_for(function),
+                                allowed_emails=[accounts[via]])
