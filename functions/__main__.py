@@ -58,7 +58,9 @@ def _serve(args) -> int:
             stopping = True
             raise KeyboardInterrupt
 
+    # Both, explicitly: a shell that starts a job in the background makes it ignore SIGINT.
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         stack.start()
         print(f"Serving on {stack.url}  (health: {stack.url}/healthz)", flush=True)
