@@ -1,0 +1,1 @@
+"""Leads: from a HubSpot delivery to a workflow that ends SENT, DRAFT_SAVED, BLOCKED, FAILED or REPLIED."""
