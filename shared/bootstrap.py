@@ -22,7 +22,8 @@ _container: Container | None = None
 class Container:
     """Lazily built adapters for one ``Settings``."""
 
-    _PORTS = ("db", "store", "tasks", "events", "blobs", "secrets", "embedder", "fetcher", "verifier", "signer")
+    _PORTS = ("db", "store", "tasks", "events", "blobs", "secrets", "embedder", "fetcher", "transcripts", "drive",
+              "crm", "verifier", "signer")
 
     def __init__(self, settings: Settings, **overrides: Any):
         unknown = set(overrides) - set(self._PORTS)
@@ -201,6 +202,48 @@ class Container:
         from shared.adapters.web_fetch import SafeFetcher
 
         return SafeFetcher(max_bytes=self.settings.max_upload_bytes)
+
+    # --- Sources of voice material and CRM --------------------------------------------------------
+
+    @property
+    def transcripts(self):
+        """YouTube captions: the same adapter everywhere (it needs the internet and says so offline)."""
+        return self._get("transcripts", self._build_transcripts)
+
+    def _build_transcripts(self):
+        from shared.adapters.youtube import YouTubeTranscripts
+
+        return YouTubeTranscripts()
+
+    @property
+    def drive(self):
+        return self._get("drive", self._build_drive)
+
+    def _build_drive(self):
+        s = self.settings
+        if self.embedded or not s.oauth_client_secret:
+            from shared.adapters.google_drive import UnavailableDrive
+
+            return UnavailableDrive()
+        from shared.adapters.google_drive import GoogleDrive
+
+        return GoogleDrive(self.secrets, client_id=s.oauth_client_id, client_secret=s.oauth_client_secret,
+                           token_uri=s.google_token_uri, api_base_url=s.google_api_base_url,
+                           max_bytes=s.max_upload_bytes)
+
+    @property
+    def crm(self):
+        return self._get("crm", self._build_crm)
+
+    def _build_crm(self):
+        s = self.settings
+        if self.embedded or not s.hubspot_access_token:
+            from shared.adapters.hubspot_crm import SandboxCrm
+
+            return SandboxCrm(s.data_dir)
+        from shared.adapters.hubspot_crm import HubSpotCrm
+
+        return HubSpotCrm(s.hubspot_access_token, host=s.hubspot_base_url or None)
 
     # --- Identity --------------------------------------------------------------------------------
 

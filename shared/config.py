@@ -67,6 +67,21 @@ FIELDS: tuple[Field, ...] = (
           "ops@example.com", parse=_csv),
     Field("hubspot_client_secret", "HUBSPOT_CLIENT_SECRET", "HubSpot app client secret (webhook signatures).",
           "local-hubspot-secret", secret=True),
+    Field("hubspot_access_token", "HUBSPOT_ACCESS_TOKEN",
+          "HubSpot private-app token (CRM read and write). Empty locally: the sandbox CRM is used.", "",
+          secret=True, required=False),
+    Field("hubspot_base_url", "HUBSPOT_BASE_URL", "Override of HubSpot's API base URL (loopback stand-ins).", "", "",
+          required=False),
+    Field("oauth_client_secret", "GOOGLE_OAUTH_CLIENT_SECRET",
+          "Secret of the OAuth client (Gmail connect flow, token refresh). Empty locally: no Google APIs.", "",
+          secret=True, required=False),
+    Field("google_token_uri", "GOOGLE_TOKEN_URI", "Google's OAuth token endpoint.",
+          "https://oauth2.googleapis.com/token", "https://oauth2.googleapis.com/token"),
+    Field("google_api_base_url", "GOOGLE_API_BASE_URL", "Base URL of Google's REST APIs (Drive, Gmail, Calendar).",
+          "https://www.googleapis.com", "https://www.googleapis.com"),
+    Field("allowed_origins", "ALLOWED_ORIGINS",
+          "Origins (besides the API's own) allowed to call the APIs from a browser: the pages' site.", "", "",
+          parse=_csv, required=False),
     Field("oauth_client_id", "GOOGLE_OAUTH_CLIENT_ID",
           "OAuth client id: audience of people's ID tokens and client of the Gmail connect flow.",
           "local-client-id.apps.googleusercontent.com"),
@@ -140,6 +155,12 @@ class Settings:
     allowed_domains: tuple[str, ...]
     ops_emails: tuple[str, ...]
     hubspot_client_secret: str
+    hubspot_access_token: str
+    hubspot_base_url: str
+    oauth_client_secret: str
+    google_token_uri: str
+    google_api_base_url: str
+    allowed_origins: tuple[str, ...]
     oauth_client_id: str
     invoker_audience: str
     platform_verifies_invoker: bool

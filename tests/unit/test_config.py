@@ -18,6 +18,8 @@ PRODUCTION = {
     "ALLOWED_DOMAINS": "acme.test",
     "OPS_EMAILS": "ops@acme.test",
     "HUBSPOT_CLIENT_SECRET": "s3cret",
+    "HUBSPOT_ACCESS_TOKEN": "pat-na1-test",
+    "GOOGLE_OAUTH_CLIENT_SECRET": "oauth-secret",
     "GOOGLE_OAUTH_CLIENT_ID": "cid.apps.googleusercontent.com",
     "TASKS_SERVICE_ACCOUNT": "tasks@acme-prod.iam.gserviceaccount.com",
     "PUBSUB_SERVICE_ACCOUNT": "push@acme-prod.iam.gserviceaccount.com",
