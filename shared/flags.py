@@ -417,7 +417,10 @@ def _write_audit(store: DocumentStore, entries: list[tuple[str, Any, Any]], acto
     for key, old, new in entries:
         store.create(AUDIT, _audit_id(now), {"key": key, "old": old, "new": new, "actor": actor, "at": _utc(now)})
         # The field name only: a key may carry a rep's email, which stays out of logs.
-        log.info("setting changed", extra={"area": key.split(".", 1)[0], "field": key.rsplit(".", 1)[-1]})
+        log.info("setting changed", extra={"fields": {"area": key.split(".", 1)[0], "field": key.rsplit(".", 1)[-1]}})
+        if key.rsplit(".", 1)[-1] == "kill_switch":
+            # The alert policy on the kill switch matches this message and field (terraform/monitoring.tf).
+            log.warning("kill switch changed", extra={"fields": {"kill_switch": bool(new)}})
 
 
 # --- shared helpers ------------------------------------------------------------------------------

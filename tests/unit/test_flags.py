@@ -265,3 +265,17 @@ def test_global_cap_default_set_and_audited(store):
         flags.set_global_cap(store, -5, OPS, NOW)
     # The global cap is not a rep's limits.
     assert flags.get_quota_limits(store, "alex@example.com").is_default
+
+
+def test_turning_the_kill_switch_logs_the_message_its_alert_matches(tmp_path, caplog):
+    import datetime as _dt
+    import logging as _logging
+
+    from shared.adapters.local_store import LocalStore
+    from shared.flags import set_flags
+
+    store = LocalStore(tmp_path)
+    with caplog.at_level(_logging.INFO, logger="shared.flags"):
+        set_flags(store, {"kill_switch": True}, "ops@example.com", _dt.datetime.now(_dt.timezone.utc))
+    records = [r for r in caplog.records if r.getMessage() == "kill switch changed"]
+    assert len(records) == 1 and records[0].fields == {"kill_switch": True}
