@@ -134,6 +134,21 @@ FIELDS: tuple[Field, ...] = (
           "5", "5", float),
     Field("max_upload_bytes", "MAX_UPLOAD_BYTES", "Largest accepted upload.", str(25 * 1024 * 1024),
           str(25 * 1024 * 1024), int),
+    Field("gate_review_threshold", "GATE_REVIEW_THRESHOLD", "A draft whose risk score reaches this is left as a Gmail draft for review.", "0.3", "0.3", parse=float),
+    Field("gate_block_threshold", "GATE_BLOCK_THRESHOLD", "A draft whose risk score reaches this is blocked.", "0.7", "0.7", parse=float),
+    Field("gate_min_voice_score", "GATE_MIN_VOICE_SCORE", "Below this voice score (or with none) a draft is left for review.", "0.5", "0.5", parse=float),
+    Field("gate_recent_contact_days", "GATE_RECENT_CONTACT_DAYS", "Another email to the same contact within this many days is left for review.", "14", "14", parse=int),
+    Field("gate_warmup_start_per_day", "GATE_WARMUP_START_PER_DAY", "Daily sends of a newly connected mailbox in its first week, doubling weekly up to the rep's limit; 0 turns the ramp off.", "10", "10", parse=int),
+    Field("gate_business_days", "GATE_BUSINESS_DAYS", "Days emails are sent on, in the recipient's time zone.", "mon,tue,wed,thu,fri", "mon,tue,wed,thu,fri"),
+    Field("gate_business_start", "GATE_BUSINESS_START", "Local time sending starts.", "09:00", "09:00"),
+    Field("gate_business_end", "GATE_BUSINESS_END", "Local time sending ends.", "17:00", "17:00"),
+    Field("gate_send_spread_seconds", "GATE_SEND_SPREAD_SECONDS", "At most this much is added to a send time per workflow, so a batch does not leave at once.", "900", "900", parse=int),
+    Field("gate_hold_max_seconds", "GATE_HOLD_MAX_SECONDS", "How long a draft waits while Gmail's circuit is open before its workflow fails.", "86400", "86400", parse=int),
+    Field("breaker_error_rate", "BREAKER_ERROR_RATE", "Error share over the window that opens a circuit breaker.", "0.1", "0.1", parse=float),
+    Field("breaker_window_seconds", "BREAKER_WINDOW_SECONDS", "Sliding window of a circuit breaker.", "300", "300", parse=int),
+    Field("breaker_bucket_seconds", "BREAKER_BUCKET_SECONDS", "Bucket size inside the window.", "60", "60", parse=int),
+    Field("breaker_min_calls", "BREAKER_MIN_CALLS", "Fewest calls in the window that can open a breaker.", "20", "20", parse=int),
+    Field("breaker_cooldown_seconds", "BREAKER_COOLDOWN_SECONDS", "Time a breaker stays open before one probe is let through.", "60", "60", parse=int),
     Field("log_level", "LOG_LEVEL", "Python log level.", "INFO", "INFO"),
 )
 
@@ -186,6 +201,21 @@ class Settings:
     vertex_base_url: str
     flags_cache_seconds: float
     max_upload_bytes: int
+    gate_review_threshold: float
+    gate_block_threshold: float
+    gate_min_voice_score: float
+    gate_recent_contact_days: int
+    gate_warmup_start_per_day: int
+    gate_business_days: str
+    gate_business_start: str
+    gate_business_end: str
+    gate_send_spread_seconds: int
+    gate_hold_max_seconds: int
+    breaker_error_rate: float
+    breaker_window_seconds: int
+    breaker_bucket_seconds: int
+    breaker_min_calls: int
+    breaker_cooldown_seconds: int
     log_level: str
 
     @classmethod
