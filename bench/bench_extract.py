@@ -114,14 +114,14 @@ def _peak_mib(path: Path, variant: str) -> float:
 def run() -> dict:
     data = build_pdf()
     texts = {name: fn(data) for name, fn in VARIANTS.items()}  # warm-up, and the outputs compared below
-    seconds: dict[str, float] = {}
-    for name, fn in VARIANTS.items():
-        samples = []
-        for _ in range(REPEATS):
+    # Interleaved, so load from anything else on the machine falls on every variant alike.
+    samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for _ in range(REPEATS):
+        for name, fn in VARIANTS.items():
             started = time.perf_counter()
             fn(data)
-            samples.append(time.perf_counter() - started)
-        seconds[name] = statistics.median(samples)
+            samples[name].append(time.perf_counter() - started)
+    seconds = {name: statistics.median(values) for name, values in samples.items()}
     with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp:
         path = Path(tmp) / "deck.pdf"
         path.write_bytes(data)
