@@ -26,13 +26,17 @@ $(VENV)/.dev-installed: $(VENV)/.local-installed requirements-dev.txt
 run: $(VENV)/.local-installed
 	$(BIN)/python -m functions serve --port $(PORT)
 
+# A temp root of this checkout's own: pytest prunes old numbered dirs under the shared default, which
+# would pull them from under another test run on the same machine.
+PYTEST_TMP := $(CURDIR)/.pytest-tmp
+
 test: $(VENV)/.dev-installed
 	bash .ci/ensure-browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --basetemp=$(PYTEST_TMP) $(PYTEST_ARGS)
 
 # The suite without the browser and the emulators: a quick loop while editing.
 test-fast: $(VENV)/.dev-installed
-	$(BIN)/python -m pytest -m "not emulator and not browser" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --basetemp=$(PYTEST_TMP) -m "not emulator and not browser" $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench
