@@ -226,3 +226,7 @@ class Fetcher(Protocol):
         """Raises shared.errors.Refused for a forbidden target, TooLarge past the cap,
         DependencyDown / PermanentError for network and HTTP failures."""
         ...
+
+    def check(self, url: str, *, timeout: float | None = None) -> None:
+        """Raise Refused now if the link's own target is forbidden (no connection is made)."""
+        ...

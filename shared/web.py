@@ -21,7 +21,7 @@ from flask import Request, Response
 from werkzeug.exceptions import MethodNotAllowed, NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 
-from shared.errors import AppError, PermanentError
+from shared.errors import AppError, Forbidden, PermanentError, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,9 @@ class Router:
         try:
             return _to_response(route.handler(request, **args))
         except PermanentError as exc:
-            if route.delivery:
+            # A caller that failed authentication gets its 401/403 even on a delivery route: only the
+            # work's own permanent failures are acknowledged to stop redelivery.
+            if route.delivery and not isinstance(exc, (Unauthenticated, Forbidden)):
                 log.warning("delivery failed permanently", extra={"fields": {"route": endpoint, "error": exc.code}})
                 return json_response({"status": "failed", **exc.to_json()}, 200)
             return error_response(exc)

@@ -107,7 +107,20 @@ def _not_found(path: str) -> Response:
     return Response(json.dumps(body), status=404, mimetype="application/json")
 
 
+class _BarePathIsRoot:
+    """A function's own URL with nothing after it reaches the function as ``/``, as in production
+    (werkzeug's dispatcher would hand it an empty path, which Flask answers with a redirect)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        if not environ.get("PATH_INFO"):
+            environ["PATH_INFO"] = "/"
+        return self.app(environ, start_response)
+
+
 def build_app(container: Container):
     """The WSGI app of the local stack for an installed container."""
-    mounts = {f"/{name}": load_function(name) for name in available_functions()}
+    mounts = {f"/{name}": _BarePathIsRoot(load_function(name)) for name in available_functions()}
     return DispatcherMiddleware(_Root(container), mounts)

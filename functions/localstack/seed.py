@@ -40,4 +40,7 @@ def seed(container: Container) -> None:
                                                  "updated_by": "seed", "updated_at": now})
     if store.get(flags.GUARDRAILS, flags.GLOBAL_DOC) is None:
         flags.set_guardrails(store, GUARDRAILS, "seed", now)
+    from functions.localstack.seed_voice import seed_samples
+
+    seed_samples(container)
     log.info("demo data in place", extra={"fields": {"reps": len(REPS)}})

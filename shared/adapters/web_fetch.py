@@ -47,7 +47,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from shared.errors import DependencyDown, PermanentError, Refused, TooLarge
+from shared.errors import AppError, DependencyDown, PermanentError, Refused, TooLarge
 from shared.ports import FetchedPage
 
 USER_AGENT = "LeadVoice-LinkFetcher/1.0 (voice training import of a shared link)"
@@ -631,6 +631,26 @@ class SafeFetcher:
                     raise Refused(f"{_shown(target.host)} redirected to a malformed link.") from None
                 target = _parse_url(joined)
             raise Refused(f"The link redirected more than {self.max_redirects} times.")
+        finally:
+            deadline.close()
+
+    def check(self, url: str, *, timeout: float | None = None) -> None:
+        """Refuse a link now if its own target is forbidden, without connecting (ingest answers 422).
+
+        Redirects can only be judged while fetching, so a link that passes here may still be refused
+        later; a name that does not resolve is left for the fetch to report.
+
+        Raises:
+            Refused: the link is not http(s), or its host is or resolves to a forbidden address.
+        """
+        target = _parse_url(url)
+        deadline = _Deadline(min(self.timeout, 5.0) if timeout is None else timeout)
+        try:
+            self._check(target, deadline)
+        except Refused:
+            raise
+        except AppError:
+            return  # unresolvable or slow right now: the extract step retries and reports it
         finally:
             deadline.close()
 
