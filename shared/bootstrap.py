@@ -22,8 +22,8 @@ _container: Container | None = None
 class Container:
     """Lazily built adapters for one ``Settings``."""
 
-    _PORTS = ("db", "store", "tasks", "events", "blobs", "secrets", "embedder", "fetcher", "transcripts", "drive",
-              "crm", "verifier", "signer")
+    _PORTS = ("db", "store", "tasks", "events", "blobs", "secrets", "embedder", "generator", "fetcher", "transcripts",
+              "drive", "crm", "verifier", "signer")
 
     def __init__(self, settings: Settings, **overrides: Any):
         unknown = set(overrides) - set(self._PORTS)
@@ -190,6 +190,23 @@ class Container:
 
         return VertexEmbedder(project=s.project_id, location=s.region, model=s.embedding_model,
                               dimension=s.embedding_dim, base_url=s.vertex_base_url or None)
+
+    # --- Text generation -----------------------------------------------------------------------
+
+    @property
+    def generator(self):
+        return self._get("generator", self._build_generator)
+
+    def _build_generator(self):
+        s = self.settings
+        if s.generation_model == "offline-drafter":
+            from shared.adapters.offline_drafter import OfflineDrafter
+
+            return OfflineDrafter()
+        from shared.adapters.vertex_text import GeminiGenerator
+
+        return GeminiGenerator(project=s.project_id, location=s.region, model=s.generation_model,
+                               base_url=s.vertex_base_url or None)
 
     # --- Share links ---------------------------------------------------------------------------
 

@@ -139,16 +139,22 @@ FIELDS: tuple[Field, ...] = (
     Field("gate_min_voice_score", "GATE_MIN_VOICE_SCORE", "Below this voice score (or with none) a draft is left for review.", "0.5", "0.5", parse=float),
     Field("gate_recent_contact_days", "GATE_RECENT_CONTACT_DAYS", "Another email to the same contact within this many days is left for review.", "14", "14", parse=int),
     Field("gate_warmup_start_per_day", "GATE_WARMUP_START_PER_DAY", "Daily sends of a newly connected mailbox in its first week, doubling weekly up to the rep's limit; 0 turns the ramp off.", "10", "10", parse=int),
-    Field("gate_business_days", "GATE_BUSINESS_DAYS", "Days emails are sent on, in the recipient's time zone.", "mon,tue,wed,thu,fri", "mon,tue,wed,thu,fri"),
-    Field("gate_business_start", "GATE_BUSINESS_START", "Local time sending starts.", "09:00", "09:00"),
-    Field("gate_business_end", "GATE_BUSINESS_END", "Local time sending ends.", "17:00", "17:00"),
-    Field("gate_send_spread_seconds", "GATE_SEND_SPREAD_SECONDS", "At most this much is added to a send time per workflow, so a batch does not leave at once.", "900", "900", parse=int),
+    Field("gate_business_days", "GATE_BUSINESS_DAYS", "Days emails are sent on, in the recipient's time zone (every day locally, so the demo never waits).", "mon,tue,wed,thu,fri,sat,sun", "mon,tue,wed,thu,fri"),
+    Field("gate_business_start", "GATE_BUSINESS_START", "Local time sending starts.", "00:00", "09:00"),
+    Field("gate_business_end", "GATE_BUSINESS_END", "Local time sending ends.", "23:59", "17:00"),
+    Field("gate_send_spread_seconds", "GATE_SEND_SPREAD_SECONDS", "At most this much is added to a send time per workflow, so a batch does not leave at once.", "0", "900", parse=int),
     Field("gate_hold_max_seconds", "GATE_HOLD_MAX_SECONDS", "How long a draft waits while Gmail's circuit is open before its workflow fails.", "86400", "86400", parse=int),
     Field("breaker_error_rate", "BREAKER_ERROR_RATE", "Error share over the window that opens a circuit breaker.", "0.1", "0.1", parse=float),
     Field("breaker_window_seconds", "BREAKER_WINDOW_SECONDS", "Sliding window of a circuit breaker.", "300", "300", parse=int),
     Field("breaker_bucket_seconds", "BREAKER_BUCKET_SECONDS", "Bucket size inside the window.", "60", "60", parse=int),
     Field("breaker_min_calls", "BREAKER_MIN_CALLS", "Fewest calls in the window that can open a breaker.", "20", "20", parse=int),
     Field("breaker_cooldown_seconds", "BREAKER_COOLDOWN_SECONDS", "Time a breaker stays open before one probe is let through.", "60", "60", parse=int),
+    Field("draft_max_attempts", "DRAFT_MAX_ATTEMPTS",
+          "Deliveries of a draft task, the first included, before the workflow fails (the queue must allow as many).",
+          "5", "5", int),
+    Field("hubspot_optout_properties", "HUBSPOT_OPTOUT_PROPERTIES",
+          "Extra contact properties that mean 'do not email' when true (e.g. hs_email_optout_<subscription id>).",
+          "", "", parse=_csv, required=False),
     Field("log_level", "LOG_LEVEL", "Python log level.", "INFO", "INFO"),
 )
 
@@ -216,6 +222,8 @@ class Settings:
     breaker_bucket_seconds: int
     breaker_min_calls: int
     breaker_cooldown_seconds: int
+    draft_max_attempts: int
+    hubspot_optout_properties: tuple[str, ...]
     log_level: str
 
     @classmethod

@@ -1,8 +1,10 @@
 """The CRM port: HubSpot through ``hubspot-api-client`` (production) and a sandbox CRM (embedded).
 
-Both classes share ``_CrmBase``, which turns four primitives (search, read one, read many, list
-associations) into the port's operations; a backend implements only the primitives. Writes (tasks and
-notes after a send) will be added the same way: a primitive per backend, the logic in the base.
+Both classes share ``_CrmBase``, which turns a few primitives (search, read one, read many, list
+associations, find by property, read an owner, create) into the ports' operations; a backend implements
+only the primitives. Two ports are served: ``shared.voice.sources.CrmReader`` (voice imports) and
+``shared.drafting.LeadDirectory`` + ``shared.drafting.CrmWriter`` (the draft step's lead, company and
+owner reads; the send step's task and note).
 
 HubSpot calls (CRM v3 objects, v4 associations):
 
@@ -12,6 +14,27 @@ HubSpot calls (CRM v3 objects, v4 associations):
 * ``GET /crm/v3/objects/{type}/{id}`` -- one record.
 * ``GET /crm/v4/objects/{type}/{id}/associations/{toType}`` -- up to 500 associated ids per page.
 * ``POST /crm/v3/objects/{notes|emails|calls}/batch/read`` -- at most 100 ids per request.
+* ``POST /crm/v3/objects/{contacts|companies}/search`` with ``filterGroups`` (``email EQ``, ``domain EQ``)
+  -- a contact by email, a company by its domain.
+* ``GET /crm/v3/owners/{ownerId}?idProperty=id`` -- the owner named by a contact's ``hubspot_owner_id``
+  (``crm.objects.owners.read`` scope); 404 when the owner was removed.
+* ``POST /crm/v3/objects/{tasks|notes}`` with ``associations`` -- answered 201. HubSpot's default
+  ("HUBSPOT_DEFINED") association type ids, from "Associations v4 > Association type ID values"
+  (https://developers.hubspot.com/docs/api/crm/associations#association-type-id-values): note → contact
+  ``202``, task → contact ``204``. Tasks need ``hs_timestamp`` (the due date) and take
+  ``hs_task_subject``, ``hs_task_body``, ``hs_task_status``, ``hs_task_type`` and ``hubspot_owner_id``;
+  notes need ``hs_timestamp`` and take ``hs_note_body`` (HTML).
+
+HubSpot's create endpoints take no idempotency key and offer no lookup by one, so a retried create makes
+a second record. ``HubSpotCrm.find_by_idempotency_key`` therefore always answers None ("unknown"), and
+the send step keeps its own ``hubspot_tasks`` table (unique ``idempotency_key``) as the exactly-once
+record. The sandbox remembers keys and answers the first record again, which is what a caller that
+checks its own table first would see anyway.
+
+Contact opt-out: ``hs_email_optout`` is "Unsubscribed from all email" (``true`` once the contact opted
+out of every subscription type). Opting out of one subscription type sets that type's
+``hs_email_optout_<subscription id>`` property to ``true``; the ids differ per account, so the ones that
+matter (the account's one-to-one sales type) are named by the caller in ``extra_properties``.
 
 Engagement text lives in these properties (HubSpot's notes, emails and calls guides):
 ``hs_note_body`` (HTML, up to 65,536 characters); ``hs_email_html`` / ``hs_email_text``, with
@@ -63,6 +86,14 @@ ENGAGEMENT_PROPERTIES: dict[str, list[str]] = {
     "emails": ["hs_email_subject", "hs_email_text", "hs_email_html", "hs_email_direction", "hs_timestamp"],
     "calls": ["hs_call_title", "hs_call_body", "hs_call_direction", "hs_timestamp"],
 }
+# What the draft step reads of a lead, its company and (above) its owner.
+CONTACT_PROPERTIES: tuple[str, ...] = ("email", "firstname", "lastname", "company", "website", "hs_timezone",
+                                       "hs_email_optout", "hubspot_owner_id", "message", "jobtitle")
+COMPANY_PROPERTIES: tuple[str, ...] = ("name", "domain", "lifecyclestage", "industry", "numberofemployees")
+# HubSpot-defined association type ids (module docstring).
+NOTE_TO_CONTACT = 202
+TASK_TO_CONTACT = 204
+WRITE_TYPES = {"tasks": TASK_TO_CONTACT, "notes": NOTE_TO_CONTACT}
 BATCH_READ_LIMIT = 100  # documented maximum inputs of a batch read
 ASSOCIATIONS_PAGE = 500  # documented maximum of the v4 associations list
 MAX_SEARCH_LIMIT = 100
@@ -184,6 +215,145 @@ class _CrmBase:
         """Ids of ``to_type`` objects associated with the record; raises NotFound for no record."""
         raise NotImplementedError
 
+    def _read(self, object_type: str, object_id: str, properties: Sequence[str]) -> dict[str, Any]:
+        """The record's ``properties`` (missing ones absent or None); raises NotFound."""
+        raise NotImplementedError
+
+    def _find(self, object_type: str, prop: str, value: str, properties: Sequence[str],
+              limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """Records whose ``prop`` equals ``value`` (case-insensitively), lowest id first."""
+        raise NotImplementedError
+
+    def _owner(self, owner_id: str) -> dict[str, Any] | None:
+        """``{"id", "email", "first_name", "last_name"}`` of an owner, or None when there is none."""
+        raise NotImplementedError
+
+    def _create(self, object_type: str, properties: dict[str, str], contact_id: str, type_id: int,
+                idempotency_key: str) -> str:
+        """Create a task or note associated with the contact; returns its id."""
+        raise NotImplementedError
+
+    # -- the draft step's reads (shared.drafting.LeadDirectory) ----------------------------------
+
+    def contact(self, contact_id: str, extra_properties: Sequence[str] = ()) -> dict[str, Any]:
+        """A contact as ``{"id", "properties"}`` with ``CONTACT_PROPERTIES`` and ``extra_properties``.
+
+        Raises:
+            NotFound: no such contact (deleted or merged).
+            BadRequest: the id is not a HubSpot id.
+            RateLimited / DependencyDown: HubSpot's limits and outages.
+        """
+        object_id = _check_id(contact_id)
+        props = self._read("contacts", object_id, _properties(CONTACT_PROPERTIES, extra_properties))
+        return {"id": object_id, "properties": _clean(props)}
+
+    def find_contact_by_email(self, email: str, extra_properties: Sequence[str] = ()) -> dict[str, Any] | None:
+        """The contact whose primary email is ``email`` (the oldest record when there are several), or None."""
+        email = str(email or "").strip().lower()
+        if "@" not in email or len(email) > 320:
+            return None
+        found = self._find("contacts", "email", email, _properties(CONTACT_PROPERTIES, extra_properties), 5)
+        return {"id": found[0][0], "properties": _clean(found[0][1])} if found else None
+
+    def company_of_contact(self, contact_id: str) -> dict[str, Any] | None:
+        """The contact's associated company (the lowest id when several: HubSpot's own order) or None."""
+        object_id = _check_id(contact_id)
+        ids = self._associated("contacts", object_id, "companies")
+        for company_id in sorted(ids, key=int):
+            try:
+                props = self._read("companies", company_id, COMPANY_PROPERTIES)
+            except NotFound:  # associated but deleted since: try the next one
+                continue
+            return {"id": company_id, "properties": _clean(props)}
+        return None
+
+    def find_company_by_domain(self, domain: str) -> dict[str, Any] | None:
+        """The company whose ``domain`` property is ``domain``, or None."""
+        domain = str(domain or "").strip().lower()
+        if not domain or "." not in domain or len(domain) > 253:
+            return None
+        found = self._find("companies", "domain", domain, COMPANY_PROPERTIES, 5)
+        return {"id": found[0][0], "properties": _clean(found[0][1])} if found else None
+
+    def owner(self, owner_id: str) -> dict[str, Any] | None:
+        """The owner ``{"id", "email", "first_name", "last_name"}`` named by ``hubspot_owner_id``, or None."""
+        text = str(owner_id or "").strip()
+        if not text.isdigit() or len(text) > 20:
+            return None
+        return self._owner(text)
+
+    # -- the send step's writes (shared.drafting.CrmWriter) --------------------------------------
+
+    def create_task(self, contact_id: str, owner_id: str | None, subject: str, body: str, due_at: dt.datetime,
+                    idempotency_key: str) -> str:
+        """Create a follow-up task for the owner, associated with the contact (type 204).
+
+        Args:
+            contact_id: the contact the task is about.
+            owner_id: the HubSpot owner to assign it to (None leaves it unassigned).
+            subject: the task's title (``hs_task_subject``).
+            body: the task's notes (``hs_task_body``), plain text or HTML.
+            due_at: when it is due (``hs_timestamp``), timezone-aware.
+            idempotency_key: the caller's key for this write (see the module docstring).
+
+        Returns:
+            The task's HubSpot id.
+
+        Raises:
+            BadRequest: a malformed id or a naive ``due_at``.
+            NotFound: HubSpot has no such contact.
+            RateLimited / DependencyDown: retry later.
+        """
+        props = {"hs_timestamp": _iso(due_at), "hs_task_subject": str(subject)[:255], "hs_task_body": str(body),
+                 "hs_task_status": "NOT_STARTED", "hs_task_type": "EMAIL"}
+        if owner_id:
+            props["hubspot_owner_id"] = _check_id(owner_id)
+        return self._create("tasks", props, _check_id(contact_id), TASK_TO_CONTACT, _check_key(idempotency_key))
+
+    def create_note(self, contact_id: str, body_html: str, timestamp: dt.datetime, idempotency_key: str) -> str:
+        """Log a note on the contact's timeline (association type 202).
+
+        Args:
+            contact_id: the contact.
+            body_html: the note (``hs_note_body``, HTML, at most 65,536 characters).
+            timestamp: when it happened (``hs_timestamp``), timezone-aware.
+            idempotency_key: the caller's key for this write.
+
+        Returns:
+            The note's HubSpot id.
+
+        Raises:
+            as ``create_task``.
+        """
+        props = {"hs_timestamp": _iso(timestamp), "hs_note_body": str(body_html)[:65_536]}
+        return self._create("notes", props, _check_id(contact_id), NOTE_TO_CONTACT, _check_key(idempotency_key))
+
+    def find_by_idempotency_key(self, idempotency_key: str) -> str | None:
+        """The id of the record a write with this key created, when the backend can tell; None otherwise."""
+        return None
+
+
+def _properties(base: Sequence[str], extra: Sequence[str]) -> list[str]:
+    extra = [p for p in extra if isinstance(p, str) and p.replace("_", "").isalnum()]
+    return list(dict.fromkeys([*base, *extra]))
+
+
+def _clean(props: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in (props or {}).items() if v not in (None, "")}
+
+
+def _iso(when: dt.datetime) -> str:
+    if not isinstance(when, dt.datetime) or when.tzinfo is None:
+        raise BadRequest("A HubSpot timestamp must be a timezone-aware datetime.")
+    return when.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _check_key(key: Any) -> str:
+    text = str(key or "").strip()
+    if not text or len(text) > 200:
+        raise BadRequest("A write needs an idempotency key of at most 200 characters.")
+    return text
+
 
 def _check_id(object_id: Any) -> str:
     text = str(object_id or "").strip()
@@ -235,14 +405,15 @@ class HubSpotCrm(_CrmBase):
 
         from hubspot.crm.associations.v4.exceptions import ApiException as AssociationsError
         from hubspot.crm.objects.exceptions import ApiException as ObjectsError
+        from hubspot.crm.owners.exceptions import ApiException as OwnersError
 
         try:
             yield
-        except (ObjectsError, AssociationsError) as exc:
+        except (ObjectsError, AssociationsError, OwnersError) as exc:
             raise _api_failure(exc, what) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             log.warning("hubspot request failed: %s", type(exc).__name__)
-            raise DependencyDown("Could not reach HubSpot; the import will be tried again.") from None
+            raise DependencyDown("Could not reach HubSpot; the request will be tried again.") from None
 
     def _search(self, object_type: str, q: str, limit: int) -> list[CrmRecord]:
         from hubspot.crm.objects import PublicObjectSearchRequest
@@ -285,6 +456,57 @@ class HubSpotCrm(_CrmBase):
             if not after:
                 return list(dict.fromkeys(ids))
 
+    def _read(self, object_type: str, object_id: str, properties: Sequence[str]) -> dict[str, Any]:
+        with self._calls(_singular(object_type)):
+            # One comma-separated value (the API's documented form) rather than a repeated parameter.
+            record = self.client.crm.objects.basic_api.get_by_id(
+                object_type, object_id, properties=[",".join(properties)], _request_timeout=self._timeout)
+        wanted = set(properties)
+        return {k: v for k, v in (record.properties or {}).items() if k in wanted}
+
+    def _find(self, object_type: str, prop: str, value: str, properties: Sequence[str],
+              limit: int) -> list[tuple[str, dict[str, Any]]]:
+        from hubspot.crm.objects import Filter, FilterGroup, PublicObjectSearchRequest
+
+        request = PublicObjectSearchRequest(
+            filter_groups=[FilterGroup(filters=[Filter(property_name=prop, operator="EQ", value=value)])],
+            properties=list(properties), limit=limit,
+            sorts=[{"propertyName": "hs_object_id", "direction": "ASCENDING"}])
+        with self._calls("records"):
+            page = self.client.crm.objects.search_api.do_search(object_type, request,
+                                                                _request_timeout=self._timeout)
+        wanted = set(properties)
+        return [(str(r.id), {k: v for k, v in (r.properties or {}).items() if k in wanted})
+                for r in (page.results or [])]
+
+    def _owner(self, owner_id: str) -> dict[str, Any] | None:
+        try:
+            with self._calls("owner"):
+                owner = self.client.crm.owners.owners_api.get_by_id(int(owner_id), id_property="id",
+                                                                    archived=False, _request_timeout=self._timeout)
+        except NotFound:  # the owner was deactivated or removed: the caller falls back to the owner id
+            return None
+        return {"id": str(owner.id), "email": (owner.email or "").strip().lower() or None,
+                "first_name": owner.first_name or "", "last_name": owner.last_name or ""}
+
+    def _create(self, object_type: str, properties: dict[str, str], contact_id: str, type_id: int,
+                idempotency_key: str) -> str:
+        from hubspot.crm.objects import (
+            AssociationSpec,
+            PublicAssociationsForObject,
+            PublicObjectId,
+            SimplePublicObjectInputForCreate,
+        )
+
+        # HubSpot has no idempotency keys (module docstring): the key stays with the caller's own record.
+        body = SimplePublicObjectInputForCreate(properties=properties, associations=[PublicAssociationsForObject(
+            to=PublicObjectId(id=contact_id),
+            types=[AssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=type_id)])])
+        with self._calls("contact"):
+            created = self.client.crm.objects.basic_api.create(object_type, body, _request_timeout=self._timeout)
+        log.info("hubspot record created", extra={"fields": {"object_type": object_type, "id": str(created.id)}})
+        return str(created.id)
+
 
 def _singular(object_type: str) -> str:
     return {"contacts": "contact", "companies": "company", "deals": "deal"}.get(object_type, "record")
@@ -300,13 +522,14 @@ def _api_failure(exc: Any, what: str) -> Exception:
     if status == 404:
         return NotFound(f"HubSpot has no such {what}: it may have been deleted or merged.", code="crm_not_found")
     if status == 429:
-        return RateLimited("HubSpot is limiting requests right now; the import will be tried again shortly.")
+        return RateLimited("HubSpot is limiting requests right now; the request will be tried again shortly.")
     if status >= 500 or status == 0:
-        return DependencyDown(f"HubSpot answered HTTP {status}; the import will be tried again.")
+        return DependencyDown(f"HubSpot answered HTTP {status}; the request will be tried again.")
     if status == 401:
         # Our token, not the rep's doing: surfaced as unavailable so an operator notices and fixes it.
         log.error("hubspot refused the access token (HTTP 401)")
-        return DependencyDown("HubSpot refused our access token; the import will be tried again once it is fixed.")
+        return DependencyDown("HubSpot refused our access token; the request will be tried again once it is "
+                              "fixed.")
     if status == 403:
         return Forbidden("The HubSpot connection is not allowed to read this record.", code="crm_forbidden")
     return PermanentError(f"HubSpot refused the request (HTTP {status}{': ' + message[:160] if message else ''}).",
@@ -405,9 +628,60 @@ class SandboxCrm(_CrmBase):
         return [a["to"][1] for a in data.get("associations", [])
                 if a["from"] == [object_type, object_id] and a["to"][0] == to_type]
 
+    def _read(self, object_type: str, object_id: str, properties: Sequence[str]) -> dict[str, Any]:
+        obj = self._object(self._load(), object_type, object_id)
+        return {k: copy.deepcopy(v) for k, v in obj.get("properties", {}).items() if k in properties}
+
+    def _find(self, object_type: str, prop: str, value: str, properties: Sequence[str],
+              limit: int) -> list[tuple[str, dict[str, Any]]]:
+        table = self._load().get("objects", {}).get(object_type, {})
+        hits = [(object_id, {k: v for k, v in obj.get("properties", {}).items() if k in properties})
+                for object_id, obj in table.items()
+                if str(obj.get("properties", {}).get(prop, "")).strip().lower() == value.lower()]
+        return sorted(hits, key=lambda hit: int(hit[0]) if hit[0].isdigit() else 0)[:limit]
+
+    def _owner(self, owner_id: str) -> dict[str, Any] | None:
+        owner = self._load().get("owners", {}).get(owner_id)
+        if owner is None:
+            return None
+        return {"id": owner_id, "email": str(owner.get("email") or "").lower() or None,
+                "first_name": owner.get("firstName") or "", "last_name": owner.get("lastName") or ""}
+
+    def _create(self, object_type: str, properties: dict[str, str], contact_id: str, type_id: int,
+                idempotency_key: str) -> str:
+        with self._write_lock():
+            data = self._load_unlocked()
+            self._object(data, "contacts", contact_id)
+            known = data.setdefault("idempotency", {}).get(idempotency_key)
+            if known is not None:
+                return known[1]
+            table = data.setdefault("objects", {}).setdefault(object_type, {})
+            object_id = str(int(data.get("next_id") or 90000))
+            data["next_id"] = int(object_id) + 1
+            now = dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+            table[object_id] = {"createdAt": now, "properties": dict(properties)}
+            data.setdefault("associations", []).extend([
+                {"from": [object_type, object_id], "to": ["contacts", contact_id], "typeId": type_id},
+                {"from": ["contacts", contact_id], "to": [object_type, object_id]}])
+            data["idempotency"][idempotency_key] = [object_type, object_id]
+            self._save(data)
+        return object_id
+
+    def _load_unlocked(self) -> dict[str, Any]:
+        """The file's contents for a read-modify-write under ``_write_lock`` (seeded when absent)."""
+        try:
+            return json.loads(self.path.read_text("utf-8"))
+        except FileNotFoundError:
+            return demo_records()
+
+    def find_by_idempotency_key(self, idempotency_key: str) -> str | None:
+        """The id of the task or note a write with this key created, or None."""
+        known = self._load().get("idempotency", {}).get(str(idempotency_key))
+        return known[1] if known else None
+
 
 def demo_records() -> dict[str, Any]:
-    """The sandbox's first contents: three contacts, two companies, two deals and their activity.
+    """The sandbox's first contents: three contacts, two companies, two deals, their activity and owners.
 
     The notes, emails and calls read as a rep (Alex) wrote them, so importing one trains a voice.
     """
@@ -418,17 +692,22 @@ def demo_records() -> dict[str, Any]:
     objects = {
         "contacts": {
             "101": obj("2025-01-06T09:00:00Z", firstname="Jordan", lastname="Lee", email="jordan.lee@northwind.example",
-                       company="Northwind Traders", jobtitle="Head of Operations"),
+                       company="Northwind Traders", jobtitle="Head of Operations", hubspot_owner_id="7001",
+                       hs_timezone="america_slash_los_angeles", hs_email_optout="false",
+                       message="Could we see the reorder flow next week? Our team spends Mondays on it."),
             "102": obj("2025-01-08T10:00:00Z", firstname="Priya", lastname="Shah", email="priya@contoso.example",
-                       company="Contoso", jobtitle="VP Sales"),
+                       company="Contoso", jobtitle="VP Sales", hubspot_owner_id="7001",
+                       hs_timezone="america_slash_chicago", hs_email_optout="false",
+                       message="What would a pilot for a sales team of our size involve?"),
             "103": obj("2025-02-02T14:00:00Z", firstname="Sam", lastname="Ortiz", email="sam.ortiz@fabrikam.example",
-                       company="Fabrikam", jobtitle="IT Manager"),
+                       company="Fabrikam", jobtitle="IT Manager", hubspot_owner_id="7002", hs_email_optout="false",
+                       message="Please send your security overview before we book a call."),
         },
         "companies": {
             "201": obj("2025-01-06T09:00:00Z", name="Northwind Traders", domain="northwind.example",
-                       industry="Wholesale", city="Portland"),
+                       industry="Wholesale", city="Portland", lifecyclestage="opportunity", numberofemployees="180"),
             "202": obj("2025-01-08T10:00:00Z", name="Contoso", domain="contoso.example", industry="Software",
-                       city="Austin"),
+                       city="Austin", lifecyclestage="lead", numberofemployees="950"),
         },
         "deals": {
             "301": obj("2025-01-10T09:00:00Z", dealname="Northwind – annual plan", dealstage="presentationscheduled",
@@ -489,4 +768,7 @@ def demo_records() -> dict[str, Any]:
         (("deals", "301"), ("companies", "201")), (("deals", "302"), ("companies", "202")),
     ]
     associations = [entry for a, b in pairs for entry in link(a, b)]
-    return {"version": 1, "objects": objects, "associations": associations}
+    # The HubSpot users who own contacts; their emails are the demo seed's reps.
+    owners = {"7001": {"email": "alex@example.com", "firstName": "Alex", "lastName": "Rivera"},
+              "7002": {"email": "sam@example.com", "firstName": "Sam", "lastName": "Carter"}}
+    return {"version": 1, "objects": objects, "associations": associations, "owners": owners}

@@ -11,7 +11,15 @@ Routes, in the JSON shapes ``hubspot-api-client`` 12 parses:
   most 100 inputs → ``{"status": "COMPLETE", "results", "startedAt", "completedAt"}``.
 * ``GET /crm/v4/objects/<type>/<id>/associations/<toType>?limit=&after=`` → ``{"results":
   [{"toObjectId", "associationTypes"}], "paging"?}``, at most 500 per page.
-* ``POST /crm/v3/objects/<type>`` -- create → 201 with the new object (for the writes to come).
+* ``POST /crm/v3/objects/<type>/search`` with ``filterGroups`` -- ``EQ`` filters (ORed groups of ANDed
+  filters, values compared case-insensitively as HubSpot does for email and domain), ``sorts`` ignored
+  (results come in id order).
+* ``GET /crm/v3/owners/<ownerId>?idProperty=id`` → ``PublicOwner`` or 404.
+* ``POST /crm/v3/objects/<type>`` -- create → 201 with the new object. Associations must carry
+  ``HUBSPOT_DEFINED`` type ids; 202 (note → contact) and 204 (task → contact) are recorded as
+  associations to that contact, which must exist (else 400, as HubSpot answers). Tasks and notes
+  without ``hs_timestamp`` are refused with 400 ``VALIDATION_ERROR``. ``self.created`` lists every
+  created object with its request body.
 
 Every request needs ``Authorization: Bearer <ACCESS_TOKEN>`` (401 ``INVALID_AUTHENTICATION``
 otherwise). Errors use HubSpot's shape ``{"status": "error", "message", "correlationId", "category"}``;
@@ -57,10 +65,13 @@ class HubSpotStandIn(LoopbackStandIn):
         self.route("GET", rf"/crm/v4/objects/{_TYPE}/{_ID}/associations/(?P<to_type>[a-z_0-9-]+)",
                    self._associations)
         self.route("POST", rf"/crm/v3/objects/{_TYPE}", self._create)
+        self.route("GET", r"/crm/v3/owners/(?P<owner_id>[0-9]+)", self._owner)
+        self.created: list[tuple[str, str, dict]] = []
 
     def reset(self) -> None:
         super().reset()
         self.data = demo_records()
+        self.created = []
 
     def rate_limit_next(self, times: int = 1) -> None:
         self.fail_next(429, {"status": "error", "message": "You have reached your ten_secondly_rolling limit.",
@@ -104,11 +115,21 @@ class HubSpotStandIn(LoopbackStandIn):
             return hubspot_error(400, "VALIDATION_ERROR", "limit must be at most 200.")
         words = str(body.get("query") or "").lower().split()
         fields = _SEARCHABLE.get(object_type, ())
+        groups = body.get("filterGroups") or []
+        for group in groups:
+            for f in group.get("filters") or []:
+                if f.get("operator") != "EQ":
+                    return hubspot_error(400, "VALIDATION_ERROR", f"operator {f.get('operator')} is not served here.")
         hits = []
-        for object_id, obj in sorted(self._table(object_type).items()):
+        for object_id, obj in sorted(self._table(object_type).items(), key=lambda kv: int(kv[0])):
             values = " ".join(str(obj["properties"].get(f, "")) for f in fields).lower()
-            if all(word in values for word in words):
-                hits.append(self._public(object_id, obj, body.get("properties")))
+            if not all(word in values for word in words):
+                continue
+            if groups and not any(all(str(obj["properties"].get(f["propertyName"], "")).lower()
+                                      == str(f.get("value", "")).lower() for f in g.get("filters") or [])
+                                  for g in groups):
+                continue
+            hits.append(self._public(object_id, obj, body.get("properties")))
         start = int(body.get("after") or 0)
         reply: dict = {"total": len(hits), "results": hits[start:start + limit]}
         if start + limit < len(hits):
@@ -153,13 +174,41 @@ class HubSpotStandIn(LoopbackStandIn):
 
     def _create(self, request: Request) -> Reply:
         body = request.json() or {}
-        object_id = str(next(self._ids))
-        obj = {"createdAt": self._now(), "properties": copy.deepcopy(body.get("properties") or {})}
-        self._table(request.params["object_type"])[object_id] = obj
+        object_type = request.params["object_type"]
+        properties = body.get("properties") or {}
+        if object_type in ("tasks", "notes") and not properties.get("hs_timestamp"):
+            return hubspot_error(400, "VALIDATION_ERROR", "Property values were not valid: hs_timestamp is required.")
+        links = []
         for association in body.get("associations") or []:
-            to = association.get("to", {}).get("id")
-            # Creates carry associations by type id; the record type is not in the body, so tests that
-            # need it read ``self.data`` directly.
-            self.data["associations"].append({"from": [request.params["object_type"], object_id],
-                                              "to": ["unknown", str(to)]})
+            to = str((association.get("to") or {}).get("id", ""))
+            for kind in association.get("types") or []:
+                target = _ASSOCIATION_TARGETS.get((object_type, kind.get("associationTypeId")))
+                if kind.get("associationCategory") != "HUBSPOT_DEFINED" or target is None:
+                    return hubspot_error(400, "VALIDATION_ERROR",
+                                         f"association type {kind.get('associationTypeId')} is not valid here.")
+                if to not in self._table(target):
+                    return hubspot_error(400, "VALIDATION_ERROR", f"One or more associations are invalid: {to}.")
+                links.append((target, to, kind["associationTypeId"]))
+        object_id = str(next(self._ids))
+        obj = {"createdAt": self._now(), "properties": copy.deepcopy(properties)}
+        self._table(object_type)[object_id] = obj
+        for target, to, type_id in links:
+            self.data["associations"].append({"from": [object_type, object_id], "to": [target, to], "typeId": type_id})
+            self.data["associations"].append({"from": [target, to], "to": [object_type, object_id]})
+        self.created.append((object_type, object_id, body))
         return Reply(201, self._public(object_id, obj, None))
+
+    def _owner(self, request: Request) -> Reply:
+        owner_id = request.params["owner_id"]
+        owner = self.data.get("owners", {}).get(owner_id)
+        if owner is None or request.query.get("idProperty", "id") != "id":
+            return hubspot_error(404, "OBJECT_NOT_FOUND", "Owner not found.")
+        now = "2025-01-01T00:00:00Z"
+        return Reply(200, {"id": owner_id, "email": owner.get("email"), "firstName": owner.get("firstName"),
+                           "lastName": owner.get("lastName"), "userId": int(owner_id) + 100000,
+                           "userIdIncludingInactive": int(owner_id) + 100000, "type": "PERSON",
+                           "createdAt": now, "updatedAt": now, "archived": False, "teams": []})
+
+
+# (object type created, HubSpot-defined association type id) -> the object type it points to.
+_ASSOCIATION_TARGETS = {("tasks", 204): "contacts", ("notes", 202): "contacts"}
