@@ -17,6 +17,8 @@ METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 # (extract, embed, draft, gate, send) are called by the platform and are not part of the public API.
 PUBLIC_ROUTERS = {
     "ingest": ("shared.voice.ingest", "router"),
+    "admin": ("shared.admin.api", "router"),
+    "webhook": ("shared.leads.webhook_api", "router"),
 }
 
 
