@@ -23,7 +23,7 @@ class Container:
     """Lazily built adapters for one ``Settings``."""
 
     _PORTS = ("db", "store", "tasks", "events", "blobs", "secrets", "embedder", "generator", "fetcher", "transcripts",
-              "drive", "crm", "verifier", "signer")
+              "drive", "crm", "mailer", "verifier", "signer")
 
     def __init__(self, settings: Settings, **overrides: Any):
         unknown = set(overrides) - set(self._PORTS)
@@ -261,6 +261,18 @@ class Container:
         from shared.adapters.hubspot_crm import HubSpotCrm
 
         return HubSpotCrm(s.hubspot_access_token, host=s.hubspot_base_url or None)
+
+    # --- Mail ----------------------------------------------------------------------------------
+
+    @property
+    def mailer(self):
+        """Gmail with the rep's own token in production; the local outbox of .eml files otherwise."""
+        return self._get("mailer", self._build_mailer)
+
+    def _build_mailer(self):
+        from shared.adapters.gmail import build_mailer
+
+        return build_mailer(self.settings, self.secrets)
 
     # --- Identity --------------------------------------------------------------------------------
 

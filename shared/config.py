@@ -155,6 +155,16 @@ FIELDS: tuple[Field, ...] = (
     Field("hubspot_optout_properties", "HUBSPOT_OPTOUT_PROPERTIES",
           "Extra contact properties that mean 'do not email' when true (e.g. hs_email_optout_<subscription id>).",
           "", "", parse=_csv, required=False),
+    Field("email_footer", "EMAIL_FOOTER", "Text added after every email body.", "", "", required=False),
+    Field("message_id_domain", "MESSAGE_ID_DOMAIN", "Domain of the Message-IDs; empty uses the rep's email domain.",
+          "", "", required=False),
+    Field("send_max_attempts", "SEND_MAX_ATTEMPTS",
+          "Deliveries of one send task, the first included (the send queue must allow as many).", "8", "8", int),
+    Field("follow_up_task_days", "FOLLOW_UP_TASK_DAYS", "Days until the HubSpot follow-up task is due.", "3", "3", int),
+    Field("send_lease_seconds", "SEND_LEASE_SECONDS",
+          "How long one delivery may hold a workflow's send (longer than Gmail's and HubSpot's timeouts).",
+          "300", "300", int),
+    Field("gmail_timeout_seconds", "GMAIL_TIMEOUT_SECONDS", "Seconds per Gmail request.", "30", "30", int),
     Field("log_level", "LOG_LEVEL", "Python log level.", "INFO", "INFO"),
 )
 
@@ -224,6 +234,12 @@ class Settings:
     breaker_cooldown_seconds: int
     draft_max_attempts: int
     hubspot_optout_properties: tuple[str, ...]
+    email_footer: str
+    message_id_domain: str
+    send_max_attempts: int
+    follow_up_task_days: int
+    send_lease_seconds: int
+    gmail_timeout_seconds: int
     log_level: str
 
     @classmethod

@@ -3,7 +3,7 @@
 No discovery client: ``googleapiclient`` fetches or unpickles a discovery document and imports a large
 tree on a cold start, while these three calls are plain HTTP. ``AuthorizedSession`` (google-auth) adds
 the bearer token and refreshes it from the rep's refresh token, which ``token-refresh`` keeps in the
-secret store as ``google-refresh-<rep id>``.
+secret store as ``google-refresh-<rep id>`` (``shared.adapters.google_session`` builds that session).
 
 Calls used (https://developers.google.com/drive/api/reference/rest/v3/files):
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from typing import Any
 
 import requests
@@ -39,19 +38,19 @@ from shared.errors import (
     TooLarge,
     UnsupportedType,
 )
-from shared.ports import SecretNotFound, SecretStore
-from shared.voice.sources import (
-    GOOGLE_NOT_CONNECTED,
-    GOOGLE_RECONNECT,
-    DriveEntry,
-    DriveFile,
-    google_refresh_secret,
+from shared.adapters.google_session import (
+    GOOGLE_API_BASE_URL,
+    GOOGLE_TOKEN_URI,
+    MISCONFIGURED,
+    RETRY,
+    NoRefreshToken,
+    RepSessions,
+    refresh_failure_kind,
 )
+from shared.ports import SecretStore
+from shared.voice.sources import GOOGLE_NOT_CONNECTED, GOOGLE_RECONNECT, DriveEntry, DriveFile
 
 log = logging.getLogger(__name__)
-
-GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
-GOOGLE_API_BASE_URL = "https://www.googleapis.com"
 
 FOLDER = "application/vnd.google-apps.folder"
 SHORTCUT = "application/vnd.google-apps.shortcut"
@@ -97,20 +96,11 @@ class GoogleDrive:
     def __init__(self, secrets: SecretStore, *, client_id: str, client_secret: str,
                  token_uri: str = GOOGLE_TOKEN_URI, api_base_url: str = GOOGLE_API_BASE_URL,
                  max_bytes: int = 25 * 1024 * 1024, timeout: float = 30.0, http: requests.Session | None = None):
-        if not client_id or not client_secret:
-            raise ValueError("client_id and client_secret are required")
-        self._secrets = secrets
-        self._client_id = client_id
-        self._client_secret = client_secret
-        self._token_uri = token_uri
+        self._sessions = RepSessions(secrets, client_id=client_id, client_secret=client_secret,
+                                     token_uri=token_uri, http=http)
         self._base = api_base_url.rstrip("/") + "/drive/v3"
         self.max_bytes = max_bytes
         self._timeout = timeout
-        self._http = http
-        self._lock = threading.Lock()
-        # rep id → (refresh token, session): the access token is reused until it expires, and a new
-        # refresh token (the rep reconnected) replaces the session.
-        self._sessions: dict[str, tuple[str, Any]] = {}
 
     # -- the port -------------------------------------------------------------------------------
 
@@ -178,36 +168,12 @@ class GoogleDrive:
 
     def _session(self, rep_id: Any) -> Any:
         try:
-            refresh_token = self._secrets.access(google_refresh_secret(rep_id)).decode("utf-8").strip()
-        except SecretNotFound:
-            refresh_token = ""
-        if not refresh_token:
-            raise Refused(NOT_CONNECTED_MESSAGE, code=GOOGLE_NOT_CONNECTED)
-        key = str(rep_id)
-        with self._lock:
-            cached = self._sessions.get(key)
-            if cached and cached[0] == refresh_token:
-                return cached[1]
-        # Imported here so that functions which never touch Drive do not pay for google-auth's transport.
-        from google.auth.transport.requests import AuthorizedSession, Request
-        from google.oauth2.credentials import Credentials
+            return self._sessions.get(rep_id)
+        except NoRefreshToken:
+            raise Refused(NOT_CONNECTED_MESSAGE, code=GOOGLE_NOT_CONNECTED) from None
 
-        # No scopes: a refresh then returns a token for whatever the rep granted at connect time, where
-        # asking for scopes could be refused as invalid_scope.
-        credentials = Credentials(token=None, refresh_token=refresh_token, token_uri=self._token_uri,
-                                  client_id=self._client_id, client_secret=self._client_secret)
-        http = self._http or requests.Session()
-        # The refresh goes through ``http``; API calls through the AuthorizedSession, itself a Session.
-        session = AuthorizedSession(credentials, auth_request=Request(session=http))
-        with self._lock:
-            self._sessions[key] = (refresh_token, session)
-        return session
-
-    def _forget(self, rep_id_session: Any) -> None:
-        with self._lock:
-            for key, (_, session) in list(self._sessions.items()):
-                if session is rep_id_session:
-                    del self._sessions[key]
+    def _forget(self, session: Any) -> None:
+        self._sessions.forget(session)
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -268,14 +234,10 @@ class GoogleDrive:
 
 
 def _refresh_failure(exc: Exception) -> Exception:
-    text = str(exc.args[0]) if exc.args else ""
-    if "invalid_grant" in text or "unauthorized_client" in text:
-        return Refused(RECONNECT_MESSAGE, code=GOOGLE_RECONNECT)
-    if getattr(exc, "retryable", False):
+    kind = refresh_failure_kind(exc)
+    if kind == RETRY:
         return DependencyDown("Google could not renew the Drive connection just now; the import will be tried again.")
-    if "invalid_client" in text:
-        # Our OAuth client is wrong, not the rep's grant: an operator has to fix the configuration.
-        log.error("google token refresh refused our OAuth client (invalid_client)")
+    if kind == MISCONFIGURED:
         return DependencyDown("The Google Drive connection is misconfigured on our side; the import will be tried "
                               "again once it is fixed.")
     return Refused(RECONNECT_MESSAGE, code=GOOGLE_RECONNECT)
