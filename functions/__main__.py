@@ -1,4 +1,4 @@
-"""The local stack's command line: `python -m functions serve|migrate|settings`."""
+"""The local stack's command line: `python -m functions serve|migrate|demo|settings`."""
 
 from __future__ import annotations
 
@@ -25,11 +25,24 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("settings", help="print the configuration table (Markdown)")
 
+    demo = commands.add_parser("demo", help="one lead end to end against a running (or an embedded) stack")
+    demo.add_argument("--url", default=None, help="default: the local stack at PUBLIC_BASE_URL")
+    demo.add_argument("--data-dir", type=Path, default=None, help="the stack's data dir (default .local/)")
+    demo.add_argument("--mode", choices=["DRAFT_ONLY", "SEND_ALLOWED"], default=None,
+                      help="set the send mode first (as ops)")
+    demo.add_argument("--kill-switch", choices=["on", "off"], default=None, help="set the kill switch first")
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
     if args.command == "migrate":
         return _migrate(args)
+    if args.command == "demo":
+        from functions.localstack.demo import run
+
+        base = _local_settings(data_dir=args.data_dir)
+        switch = None if args.kill_switch is None else args.kill_switch == "on"
+        return run(url=args.url, data_dir=base.data_dir, mode=args.mode, kill_switch=switch)
     if args.command == "settings":
         from shared.config import markdown_table
 

@@ -674,6 +674,24 @@ class SandboxCrm(_CrmBase):
         except FileNotFoundError:
             return demo_records()
 
+    def add_contact(self, properties: dict[str, str], company_id: str | None = None) -> str:
+        """A new sandbox contact (the local demo's fresh lead), associated with a company; returns its id."""
+        with self._write_lock():
+            data = self._load_unlocked()
+            if company_id is not None:
+                self._object(data, "companies", company_id)
+            contact_id = str(int(data.get("next_id") or 90000))
+            data["next_id"] = int(contact_id) + 1
+            now = dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+            data.setdefault("objects", {}).setdefault("contacts", {})[contact_id] = {
+                "createdAt": now, "properties": dict(properties)}
+            if company_id is not None:
+                data.setdefault("associations", []).extend([
+                    {"from": ["contacts", contact_id], "to": ["companies", company_id]},
+                    {"from": ["companies", company_id], "to": ["contacts", contact_id]}])
+            self._save(data)
+        return contact_id
+
     def find_by_idempotency_key(self, idempotency_key: str) -> str | None:
         """The id of the task or note a write with this key created, or None."""
         known = self._load().get("idempotency", {}).get(str(idempotency_key))
