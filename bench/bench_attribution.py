@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import importlib.metadata
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any

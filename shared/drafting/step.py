@@ -27,7 +27,7 @@ import uuid
 from typing import Any
 
 from shared.drafting import prompt as prompts
-from shared.drafting.generate import Generated, TextGenerator
+from shared.drafting.generate import Generated
 from shared.drafting.identity import Identity, IdentityResolver
 from shared.errors import BadRequest, NotFound, PermanentError, RetryableError
 from shared.leads import workflow
@@ -50,7 +50,7 @@ def draft_step(deps: Any, workflow_id: str, *, retry_count: int = 0,
 
     Args:
         deps: The container, or any object with ``db``, ``crm``, ``embedder``, ``events``, ``settings`` and
-            optionally ``generator`` (a ``TextGenerator``; built from the settings when absent).
+            ``generator`` (a ``TextGenerator``).
         workflow_id: The workflow (from the task payload).
         retry_count: ``X-CloudTasks-TaskRetryCount`` of this delivery.
         now: The current time (tests); default now.

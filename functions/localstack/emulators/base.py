@@ -97,3 +97,77 @@ class Process:
                     pass
                 self.popen.wait(timeout)
         self._log_file.close()
+
+
+class ProcessEmulator:
+    """An emulator run as one child process on 127.0.0.1 and a free port, stopped by its PID.
+
+    Subclasses name themselves and say how to launch (``argv``), when they are ready (``ready``) and why
+    they cannot run here (``unavailable``).
+    """
+
+    name = "emulator"
+
+    def __init__(self, *, port: int | None = None, log_path: Path | None = None, startup_timeout: float = 60.0):
+        self.port = port
+        self.log_path = log_path
+        self.startup_timeout = startup_timeout
+        self._process: Process | None = None
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def unavailable(self) -> str | None:
+        return None
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:port`` of the running emulator."""
+        if self.port is None or self._process is None:
+            raise EmulatorError(f"the {self.name} is not running")
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self):
+        """Start the process and poll until it serves.
+
+        Raises:
+            EmulatorError: it cannot run here, it exited, or it never became ready.
+        """
+        if self._process is not None:
+            return self
+        reason = self.unavailable()
+        if reason:
+            raise EmulatorError(reason)
+        self.port = self.port or free_port()
+        if self.log_path is None:
+            import tempfile
+
+            self.log_path = Path(tempfile.mkdtemp(prefix=self.name.lower().replace(" ", "-") + "-")) / "emulator.log"
+        self._process = Process(self.argv(), log=self.log_path)
+        try:
+            wait_until(self.ready, timeout=self.startup_timeout, what=self.name, process=self._process.popen,
+                       log=self.log_path)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the process by its PID (its whole process group)."""
+        if self._process is None:
+            return
+        self._process.stop()
+        self._process = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

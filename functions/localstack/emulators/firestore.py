@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from functions.localstack.emulators.base import EmulatorError, Process, free_port, wait_until
+from functions.localstack.emulators.base import EmulatorError, ProcessEmulator, http_ok
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ def available(jar: Path = DEFAULT_JAR) -> str | None:
     return None
 
 
-class FirestoreEmulator:
+class FirestoreEmulator(ProcessEmulator):
     """One emulator process bound to 127.0.0.1 on a free port.
 
     Args:
@@ -41,40 +40,18 @@ class FirestoreEmulator:
         startup_timeout: Seconds to wait for the first successful readiness probe.
     """
 
+    name = "Firestore emulator"
+
     def __init__(self, *, jar: Path = DEFAULT_JAR, port: int | None = None, log_path: Path | None = None,
                  startup_timeout: float = 90.0):
+        super().__init__(port=port, log_path=log_path, startup_timeout=startup_timeout)
         self.jar = Path(jar)
-        self.port = port
-        self.log_path = log_path
-        self.startup_timeout = startup_timeout
-        self._process: Process | None = None
 
-    @property
-    def host(self) -> str:
-        """``127.0.0.1:port`` of the running emulator."""
-        if self.port is None or self._process is None:
-            raise EmulatorError("the Firestore emulator is not running")
-        return f"127.0.0.1:{self.port}"
+    def unavailable(self) -> str | None:
+        return available(self.jar)
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    def start(self) -> FirestoreEmulator:
-        """Start the JVM and wait until the emulator answers HTTP.
-
-        Raises:
-            EmulatorError: java or the jar is missing, the process exited, or it never became ready.
-        """
-        if self._process is not None:
-            return self
-        reason = available(self.jar)
-        if reason:
-            raise EmulatorError(reason)
-        self.port = self.port or free_port()
-        if self.log_path is None:
-            self.log_path = Path(tempfile.mkdtemp(prefix="firestore-emulator-")) / "emulator.log"
-        argv = [
+    def argv(self) -> list[str]:
+        return [
             shutil.which("java") or "java",
             # The emulator only supports English error messages (as gcloud's own wrapper script notes).
             "-Duser.language=en",
@@ -82,24 +59,10 @@ class FirestoreEmulator:
             "--host", "127.0.0.1",
             "--port", str(self.port),
         ]
-        self._process = Process(argv, log=self.log_path)
-        log.info("starting the Firestore emulator", extra={"pid": self._process.pid, "port": self.port})
-        try:
-            # The root path answers "Ok" once the gRPC and REST servers accept requests.
-            wait_until(self._ready, timeout=self.startup_timeout, what="Firestore emulator",
-                       process=self._process.popen, log=self.log_path)
-        except BaseException:
-            self.stop()
-            raise
-        log.info("Firestore emulator ready", extra={"host": self.host})
-        return self
 
-    def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=1) as resp:
-                return resp.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+    def ready(self) -> bool:
+        # The root path answers "Ok" once the gRPC and REST servers accept requests.
+        return http_ok(f"http://127.0.0.1:{self.port}/")()
 
     def reset(self, project: str, database: str = "(default)") -> None:
         """Delete every document of ``project``'s database (the emulator's own DELETE endpoint).
@@ -115,17 +78,3 @@ class FirestoreEmulator:
                     raise EmulatorError(f"Firestore emulator reset answered {resp.status}")
         except urllib.error.HTTPError as exc:
             raise EmulatorError(f"Firestore emulator reset answered {exc.code}") from exc
-
-    def stop(self) -> None:
-        """Stop the JVM by its PID (its whole process group)."""
-        if self._process is None:
-            return
-        log.info("stopping the Firestore emulator", extra={"pid": self._process.pid})
-        self._process.stop()
-        self._process = None
-
-    def __enter__(self) -> FirestoreEmulator:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
