@@ -158,9 +158,11 @@ def _draft(deps: Any, row: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
                       reason=f"draft written by {generated.model}",
                       fields={"rep_id": rep_id, "contact_id": identity.lead.get("contact_id") or row["contact_id"],
                               "lead_email": identity.lead.get("email") or row["lead_email"]})
-    log.info("draft stored", extra={"fields": {"workflow_id": workflow_id, "model": generated.model,
-                                               "voice_score": score, "exemplars": len(exemplar_ids),
-                                               "assets": len(asset_ids)}})
+    # "draft created" and its lead_to_draft_seconds feed the lead-to-draft SLO (terraform/monitoring.tf).
+    log.info("draft created", extra={"fields": {"workflow_id": workflow_id, "model": generated.model,
+                                                "voice_score": score, "exemplars": len(exemplar_ids),
+                                                "assets": len(asset_ids),
+                                                "lead_to_draft_seconds": round(float(row["age_seconds"]), 3)}})
     return {"workflow_id": workflow_id, "status": "drafted", "model": generated.model, "voice_score": score}
 
 
@@ -283,7 +285,8 @@ def _check_id(workflow_id: Any) -> None:
 
 
 def _load(db: Database, workflow_id: str) -> dict[str, Any]:
-    rows = db.query("""SELECT w.id::text AS id, w.state, w.contact_id, w.lead_email, f.payload
+    rows = db.query("""SELECT w.id::text AS id, w.state, w.contact_id, w.lead_email, f.payload,
+                              extract(epoch FROM now() - w.created_at) AS age_seconds
                        FROM workflows w JOIN form_submissions f ON f.id = w.submission_id
                        WHERE w.id = %s""", (workflow_id,))
     if not rows:

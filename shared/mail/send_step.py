@@ -378,7 +378,8 @@ def _fail(deps: Any, row: dict[str, Any], code: str, message: str, attempt: int,
     if row["state"] not in (workflow.GATED, workflow.SENDING):
         return {"workflow_id": workflow_id, "status": "duplicate", "state": row["state"]}
     _release_quota(deps, workflow_id)
-    log.warning("send failed", extra={"fields": {"workflow_id": workflow_id, "error": code}})
+    # The send-failures alert counts this message (terraform/monitoring.tf).
+    log.warning("send failed", extra={"fields": {"workflow_id": workflow_id, "reason": code}})
     workflow.transition(deps.db, workflow_id, workflow.FAILED, actor=ACTOR, reason=message,
                         expect=(workflow.GATED, workflow.SENDING))
     _publish(deps, workflow_id, workflow.FAILED)

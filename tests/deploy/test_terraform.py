@@ -285,3 +285,13 @@ def test_every_checkov_skip_has_a_reason():
     # Consecutive skips share the reason above the first of them; the first one must have it.
     first = next(i for i, line in enumerate(lines) if line.strip().startswith("- CKV"))
     assert lines[first - 1].strip().startswith("#")
+
+
+def test_the_code_logs_every_message_an_alert_matches():
+    """Each log-based metric's message is logged somewhere in shared/ with the fields the metric reads."""
+    sources = "\n".join(p.read_text() for p in (TERRAFORM.parent / "shared").rglob("*.py"))
+    for message, field in (("circuit opened", "service"), ("kill switch changed", "kill_switch"),
+                           ("send failed", "reason"), ("draft created", "lead_to_draft_seconds")):
+        calls = re.findall(r'log\.\w+\(\s*"' + re.escape(message) + r'"[^\n]*(?:\n[^\n]*){0,3}', sources)
+        assert calls, f"nothing logs {message!r}"
+        assert any(f'"{field}"' in call for call in calls), f"{message!r} is logged without its {field!r} field"
