@@ -79,6 +79,18 @@ FIELDS: tuple[Field, ...] = (
           "https://oauth2.googleapis.com/token", "https://oauth2.googleapis.com/token"),
     Field("google_api_base_url", "GOOGLE_API_BASE_URL", "Base URL of Google's REST APIs (Drive, Gmail, Calendar).",
           "https://www.googleapis.com", "https://www.googleapis.com"),
+    Field("google_auth_uri", "GOOGLE_AUTH_URI", "Google's OAuth authorization endpoint (the connect flow).",
+          "https://accounts.google.com/o/oauth2/v2/auth", "https://accounts.google.com/o/oauth2/v2/auth"),
+    Field("gmail_push_topic", "GMAIL_PUSH_TOPIC",
+          "Pub/Sub topic Gmail watches publish to (default: projects/<project>/topics/gmail-push).", "", "",
+          required=False),
+    Field("gmail_watch_renew_hours", "GMAIL_WATCH_RENEW_HOURS",
+          "Renew a Gmail watch when less than this much of its 7 days is left.", "48", "48", int),
+    Field("token_refresh_concurrency", "TOKEN_REFRESH_CONCURRENCY", "Reps refreshed at once by the scheduled run.",
+          "4", "4", int),
+    Field("google_connected_redirect", "GOOGLE_CONNECTED_REDIRECT",
+          "Where the browser goes after connecting Google (empty: a small confirmation page).", "", "",
+          required=False),
     Field("allowed_origins", "ALLOWED_ORIGINS",
           "Origins (besides the API's own) allowed to call the APIs from a browser: the pages' site.", "", "",
           parse=_csv, required=False),
@@ -191,6 +203,11 @@ class Settings:
     oauth_client_secret: str
     google_token_uri: str
     google_api_base_url: str
+    google_auth_uri: str
+    gmail_push_topic: str
+    gmail_watch_renew_hours: int
+    token_refresh_concurrency: int
+    google_connected_redirect: str
     allowed_origins: tuple[str, ...]
     oauth_client_id: str
     invoker_audience: str

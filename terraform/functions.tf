@@ -107,14 +107,15 @@ resource "google_project_iam_member" "token_refresh_rep_secrets" {
 
   condition {
     title       = "google-refresh-secrets-only"
-    description = "Only the per-rep OAuth refresh-token secrets."
-    expression  = "resource.name.startsWith(\"projects/${data.google_project.this.number}/secrets/${var.rep_token_secret_prefix}\")"
+    description = "Only the per-rep OAuth refresh-token secrets and the key that signs the connect flow's state."
+    expression  = "resource.name.startsWith(\"projects/${data.google_project.this.number}/secrets/${var.rep_token_secret_prefix}\") || resource.name.startsWith(\"projects/${data.google_project.this.number}/secrets/google-oauth-state-key\")"
   }
 }
 
-# Functions that call Gmail, Drive or Calendar on a rep's behalf read that rep's refresh token.
+# Functions that call Gmail, Drive or Calendar on a rep's behalf read that rep's refresh token
+# (draft reads the rep's free/busy to offer meeting times).
 resource "google_project_iam_member" "rep_secret_readers" {
-  for_each = toset(["webhook", "extract", "send"])
+  for_each = toset(["webhook", "extract", "draft", "send"])
 
   project = var.project_id
   role    = "roles/secretmanager.secretAccessor"

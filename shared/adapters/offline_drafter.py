@@ -75,6 +75,9 @@ class OfflineDrafter:
         reused = _reusable(inputs.exemplars, message, allowed_names, limit=2)
         asset_line = _asset_line(inputs.assets, inputs.allowed_links)
         closer = _closer(inputs.exemplars, allowed_names, exclude=reused) or _default_closer(intent)
+        if inputs.meeting_slots:
+            # The lead asked to meet and the rep's calendar is known: offer real times instead.
+            closer = "Would one of these work for you? " + _join_slots(inputs.meeting_slots)
 
         paragraphs = [" ".join([opening, answer]), " ".join(reused)] if reused else [" ".join([opening, answer])]
         if asset_line:
@@ -90,6 +93,13 @@ class OfflineDrafter:
     def health(self) -> None:
         """Nothing to reach: always healthy."""
         return None
+
+
+def _join_slots(slots: tuple[str, ...]) -> str:
+    shown = [str(slot).strip() for slot in slots[:3] if str(slot).strip()]
+    if len(shown) > 1:
+        return ", ".join(shown[:-1]) + " or " + shown[-1] + "."
+    return (shown[0] + ".") if shown else ""
 
 
 def _name(value: Any, words: int = 2) -> str:

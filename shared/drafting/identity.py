@@ -127,7 +127,7 @@ class IdentityResolver:
         if not owner_id:
             return None, "The contact has no owner in HubSpot."
         owner = self.crm.owner(owner_id)
-        columns = "id::text AS id, email, display_name, time_zone, google_connected_at"
+        columns = "id::text AS id, email, display_name, time_zone, google_connected_at, google_status"
         if owner and owner.get("email"):
             rows = self.db.query(f"SELECT {columns} FROM reps WHERE email = %s", (owner["email"].lower(),))
             if rows:

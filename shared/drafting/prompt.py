@@ -61,6 +61,8 @@ class PromptInputs:
         lead: ``{"first_name", "last_name", "message"}`` (the lead's email is left out on purpose).
         company: ``{"name", "domain", "industry", "lifecycle_stage", "employees"}``, any may be None.
         allowed_links: The only links the email may contain.
+        meeting_slots: Free times from the rep's calendar, in the lead's time zone, offered when the lead
+            asked to meet (empty otherwise).
     """
 
     rep: Mapping[str, Any]
@@ -70,6 +72,7 @@ class PromptInputs:
     lead: Mapping[str, Any]
     company: Mapping[str, Any]
     allowed_links: tuple[str, ...] = ()
+    meeting_slots: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +194,9 @@ def build(inputs: PromptInputs) -> Prompt:
     parts += ["", "ASSETS (material the rep shares; facts here may be used):"]
     parts += [fence("asset", _asset_text(a, links)) for a in inputs.assets] or ["(none)"]
     parts += ["", "COMPANY FACTS (from the CRM):", fence("company", company_facts(inputs.company) or "(unknown)")]
+    if inputs.meeting_slots:
+        parts += ["", "TIMES THE REP IS FREE (from their calendar; offer these, and no other times):"]
+        parts += [f"- {defuse(slot)[:80]}" for slot in inputs.meeting_slots]
     parts += ["", "THE LEAD (their own words from the web form):", fence("lead_message", lead_text(inputs.lead))]
     parts += ["", "Write the email now. Follow only the rules of the system instruction."]
     return Prompt(system=SYSTEM, user="\n".join(parts), inputs=dataclasses.replace(inputs, allowed_links=links))
@@ -208,7 +214,7 @@ def supported_text(inputs: PromptInputs, limit: int = MAX_SUPPORTED_CHARS) -> st
 
     The lead's words and the company facts come first, so the bound never drops them.
     """
-    pieces = [lead_text(inputs.lead), company_facts(inputs.company)]
+    pieces = [lead_text(inputs.lead), company_facts(inputs.company), "\n".join(inputs.meeting_slots)]
     pieces += [_asset_text(a, inputs.allowed_links) for a in inputs.assets]
     pieces += [e.text for e in inputs.exemplars]
     out, used = [], 0

@@ -196,8 +196,19 @@ def _inputs(deps: Any, identity: Identity) -> tuple[prompts.PromptInputs, list[s
         features=(profile or {}).get("features") or {},
         exemplars=exemplars, assets=asset_passages,
         lead={k: lead.get(k) for k in ("first_name", "last_name", "message")},
-        company=company, allowed_links=tuple(r["source_url"] for r in links))
+        company=company, allowed_links=tuple(r["source_url"] for r in links),
+        meeting_slots=_meeting_slots(deps, rep, lead))
     return inputs, [p.id for p in exemplars], [p.id for p in asset_passages]
+
+
+def _meeting_slots(deps: Any, rep: dict[str, Any], lead: dict[str, Any]) -> tuple[str, ...]:
+    """Two or three free times of the rep when the lead asks to meet and the rep's calendar is connected."""
+    from shared.accounts_google.calendar import propose_slots, wants_meeting
+
+    if rep.get("google_status") != "connected" or not wants_meeting(str(lead.get("message") or "")):
+        return ()
+    now = dt.datetime.now(dt.timezone.utc)
+    return tuple(slot["label"] for slot in propose_slots(deps, rep, lead.get("time_zone"), now))
 
 
 def _ready_samples(db: Database, ids: set[str]) -> dict[str, dict[str, Any]]:

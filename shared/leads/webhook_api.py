@@ -29,3 +29,7 @@ def hubspot(request: Request):
     uri = hubspot_request_uri(s.public_base_url, "/webhook/hubspot", request.query_string)
     verify_hubspot(request.headers, secret=s.hubspot_client_secret, method=request.method, uri=uri, body=body)
     return intake.accept(c.db, c.tasks, intake.parse(body)).to_json()
+
+
+# Gmail push (`POST /gmail`) registers itself on this router.
+from shared.accounts_google import webhook_gmail  # noqa: E402,F401

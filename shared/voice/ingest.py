@@ -112,6 +112,10 @@ def add_link(deps: Any, rep: dict[str, Any], body: dict[str, Any]) -> tuple[dict
     """
     source = body.get("source")
     title, purpose = _title(body.get("title")), _purpose(body.get("purpose"))
+    from shared.accounts_google import drive_folder
+
+    if (folder_id := drive_folder.folder_of(body)) is not None:
+        return drive_folder.add_folder(deps, rep, folder_id, purpose=purpose)
     metadata: dict[str, Any] = {}
     source_url = None
     if source == "hubspot":

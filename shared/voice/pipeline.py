@@ -93,7 +93,7 @@ def _extract(deps: Any, sample: dict[str, Any]) -> dict[str, Any]:
     limits = Limits(max_bytes=deps.settings.max_upload_bytes)
     metadata: dict[str, Any] = dict(sample.get("metadata") or {})
     title = sample.get("title") or ""
-    if sample["source_type"] == "upload":
+    if sample["source_type"] in ("upload", "gmail"):  # Gmail samples are stored .eml blobs
         from shared.ports import BlobNotFound
 
         try:

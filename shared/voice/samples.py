@@ -21,7 +21,7 @@ from shared.ports import Database
 QUEUED, EXTRACTING, EMBEDDING, READY, FAILED = "queued", "extracting", "embedding", "ready", "failed"
 STATUSES = (QUEUED, EXTRACTING, EMBEDDING, READY, FAILED)
 PURPOSES = ("voice", "asset")
-SOURCE_TYPES = ("upload", "url", "youtube", "drive", "hubspot")
+SOURCE_TYPES = ("upload", "url", "youtube", "drive", "hubspot", "gmail")
 
 # from-status -> statuses it may move to. A step may re-enter its own status (a retried delivery).
 TRANSITIONS: dict[str, frozenset[str]] = {

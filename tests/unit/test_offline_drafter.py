@@ -80,3 +80,23 @@ def test_without_material_it_still_writes_a_plain_follow_up(texts):
     got = OfflineDrafter().generate(build(texts))
     assert got.body.startswith("Hi Jordan,") and got.body.endswith("Best,\nAlex")
     assert "?" in got.body
+
+
+def test_meeting_slots_become_the_closing_offer_and_count_as_supported():
+    from shared.adapters.offline_drafter import OfflineDrafter
+    from shared.drafting import prompt as prompts
+
+    slots = ("Tue 2 Dec, 10:00-10:30 CET", "Wed 3 Dec, 14:00-14:30 CET", "Thu 4 Dec, 09:30-10:00 CET")
+    inputs = prompts.PromptInputs(rep={"name": "Alex Rivera", "email": "alex@example.com"}, features={},
+                                  exemplars=(), assets=(), lead={"first_name": "Lena", "message": "Can we meet for a demo?"},
+                                  company={"name": "Contoso"}, meeting_slots=slots)
+    built = prompts.build(inputs)
+    assert all(slot in built.user for slot in slots)
+    body = OfflineDrafter().generate(built).body
+    assert "Would one of these work for you?" in body and all(slot in body for slot in slots)
+    supported = prompts.supported_text(inputs)
+    assert all(slot in supported for slot in slots)
+    # Without slots the prompt offers no times at all.
+    plain = prompts.build(prompts.PromptInputs(rep=inputs.rep, features={}, exemplars=(), assets=(), lead=inputs.lead,
+                                               company=inputs.company))
+    assert "TIMES THE REP IS FREE" not in plain.user
