@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 
-.PHONY: run test test-fast bench soak lint clean
+.PHONY: run test test-fast bench soak clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,11 @@ test-fast: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench
+
+# 1,000 leads and 300 samples through the local stack with injected faults (docs/reliability.md);
+# SOAK_LEADS and SOAK_SAMPLES change the size.
+soak: $(VENV)/.dev-installed
+	$(BIN)/python -m bench soak
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache

@@ -342,7 +342,18 @@ class JsonFormatter(logging.Formatter):
         if isinstance(fields, Mapping):
             for key, value in fields.items():
                 entry[f"field_{key}" if key in _RESERVED else str(key)] = value
+        # Plain ``extra={...}`` keys (libraries and older call sites use them) are kept too, redacted
+        # like ``fields``, so a log line never loses its details.
+        redactor = self._redactor or REDACTOR
+        for key, value in record.__dict__.items():
+            if key in _RECORD_ATTRIBUTES or key.startswith("_") or key in entry or key == "fields":
+                continue
+            entry[f"field_{key}" if key in _RESERVED else key] = redactor.redact_value(value)
         return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+# Attributes every LogRecord has; anything else on a record came from ``extra``.
+_RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
 
 # --- setup --------------------------------------------------------------------------------------

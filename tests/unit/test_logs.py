@@ -368,3 +368,26 @@ def test_a_message_replaced_after_creation_is_redacted_again(json_log):
     logging.getLogger("tests.logs").handle(record)
     (entry,) = lines()
     assert entry["message"] == "forwarded for [email]"
+
+
+def test_plain_extra_keys_are_kept_and_redacted():
+    import io
+    import json as _json
+    import logging as _logging
+
+    from shared.logs import JsonFormatter
+
+    stream = io.StringIO()
+    handler = _logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("p"))
+    logger = _logging.getLogger("tests.logs.plain-extra")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("task delivery failed", extra={"queue": "draft-queue", "error": "ConnectTimeout",
+                                                      "who": "someone@acme.test"})
+    finally:
+        logger.removeHandler(handler)
+    entry = _json.loads(stream.getvalue().splitlines()[-1])
+    assert entry["queue"] == "draft-queue" and entry["error"] == "ConnectTimeout"
+    assert "someone@acme.test" not in stream.getvalue()
