@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +129,80 @@ def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
     return body
+
+
+# --- browsers ------------------------------------------------------------------------------------
+
+PREFLIGHT_MAX_AGE = 600
+
+
+def _normalise_origin(origin: str | None) -> str:
+    return (origin or "").strip().rstrip("/").lower()
+
+
+def allowed_origins(settings: Any) -> frozenset[str]:
+    """The origins other than the API's own that may call it from a browser (``ALLOWED_ORIGINS``).
+
+    Empty by default: then only same-origin pages (which need no CORS headers) can call the API. Read
+    defensively, so a ``Settings`` built by hand without the field means "none".
+    """
+    value = getattr(settings, "allowed_origins", ()) or ()
+    items: Iterable[str] = value.split(",") if isinstance(value, str) else value
+    # "*" is deliberately not honoured: this API carries ops credentials.
+    return frozenset(o for o in (_normalise_origin(item) for item in items) if o and o != "*")
+
+
+class BrowserRouter(Router):
+    """A ``Router`` for APIs the pages call from a browser: CORS headers for the allowed origins, and
+    answers to preflight requests."""
+
+    def dispatch(self, request: Request) -> Response:
+        from shared.bootstrap import settings as current_settings
+
+        settings = current_settings()
+        origin = _normalise_origin(request.headers.get("Origin"))
+        permitted = bool(origin) and origin in allowed_origins(settings)
+        if request.method == "OPTIONS":
+            return self._preflight(request, origin, permitted, settings.is_local)
+        response = super().dispatch(request)
+        if permitted:
+            response.headers["Access-Control-Allow-Origin"] = request.headers["Origin"].strip().rstrip("/")
+        # Answers differ by Origin: caches must not hand one origin's answer to another.
+        response.vary.add("Origin")
+        return response
+
+    def _preflight(self, request: Request, origin: str, permitted: bool, is_local: bool) -> Response:
+        methods = self._methods_for(request.path or "/")
+        if not methods:
+            return json_response({"error": "not_found", "message": f"No route {request.path} in {self.name}."},
+                                 404)
+        allow = ", ".join(sorted(methods | {"OPTIONS"}))
+        if not origin:  # a plain OPTIONS, not a browser preflight
+            return Response(status=204, headers={"Allow": allow})
+        if not permitted:
+            response = json_response({"error": "forbidden", "message": f"This origin may not call the {self.name} API."},
+                                     403)
+            response.vary.add("Origin")
+            return response
+        headers = ["Authorization", "Content-Type"] + (["X-Dev-User"] if is_local else [])
+        response = Response(status=204, headers={
+            "Allow": allow,
+            "Access-Control-Allow-Origin": request.headers["Origin"].strip().rstrip("/"),
+            "Access-Control-Allow-Methods": allow,
+            "Access-Control-Allow-Headers": ", ".join(headers),
+            "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE),
+        })
+        response.vary.add("Origin")
+        return response
+
+    def _methods_for(self, path: str) -> set[str]:
+        from werkzeug.exceptions import HTTPException
+
+        adapter = self._map.bind("function", path_info=path)
+        try:
+            return {m for m in adapter.allowed_methods() if m not in {"HEAD", "OPTIONS"}}
+        except HTTPException:
+            return set()
 
 
 # --- who is calling ------------------------------------------------------------------------------

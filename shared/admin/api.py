@@ -15,20 +15,18 @@ import datetime as dt
 import decimal
 import urllib.parse
 import uuid
-from collections.abc import Iterable
 from typing import Any
 
-from flask import Request, Response
+from flask import Request
 
 from shared import accounts, flags, quotas
 from shared.admin import queries
 from shared.errors import BadRequest, NotFound
 from shared.leads import workflow as workflows
-from shared.web import Router, json_body, json_response, ops
+from shared.web import BrowserRouter, json_body, ops
 
 AUDIT_SHOWN = 20
 MAX_AUDIT = 200
-PREFLIGHT_MAX_AGE = 600
 HUBSPOT_CONTACT_URL = "https://app.hubspot.com/contacts/{portal}/record/0-1/{contact}"
 GMAIL_MESSAGE_URL = "https://mail.google.com/mail/u/{user}/#all/{message}"
 GMAIL_DRAFTS_URL = "https://mail.google.com/mail/u/{user}/#drafts"
@@ -49,73 +47,7 @@ def _deps():
 # --- CORS ----------------------------------------------------------------------------------------
 
 
-def _normalise_origin(origin: str | None) -> str:
-    return (origin or "").strip().rstrip("/").lower()
-
-
-def allowed_origins(settings: Any) -> frozenset[str]:
-    """The origins other than the API's own that may call it from a browser (``ALLOWED_ORIGINS``).
-
-    Empty by default: then only same-origin pages (which need no CORS headers) can call the API. Read
-    defensively, so a ``Settings`` built by hand without the field means "none".
-    """
-    value = getattr(settings, "allowed_origins", ()) or ()
-    items: Iterable[str] = value.split(",") if isinstance(value, str) else value
-    # "*" is deliberately not honoured: this API carries ops credentials.
-    return frozenset(o for o in (_normalise_origin(item) for item in items) if o and o != "*")
-
-
-class AdminRouter(Router):
-    """A ``Router`` that adds CORS headers for allowed origins and answers preflight requests."""
-
-    def dispatch(self, request: Request) -> Response:
-        settings = _deps().settings
-        origin = _normalise_origin(request.headers.get("Origin"))
-        permitted = bool(origin) and origin in allowed_origins(settings)
-        if request.method == "OPTIONS":
-            return self._preflight(request, origin, permitted, settings.is_local)
-        response = super().dispatch(request)
-        if permitted:
-            response.headers["Access-Control-Allow-Origin"] = request.headers["Origin"].strip().rstrip("/")
-        # Answers differ by Origin: caches must not hand one origin's answer to another.
-        response.vary.add("Origin")
-        return response
-
-    def _preflight(self, request: Request, origin: str, permitted: bool, is_local: bool) -> Response:
-        methods = self._methods_for(request.path or "/")
-        if not methods:
-            return json_response({"error": "not_found", "message": f"No route {request.path} in {self.name}."},
-                                 404)
-        allow = ", ".join(sorted(methods | {"OPTIONS"}))
-        if not origin:  # a plain OPTIONS, not a browser preflight
-            return Response(status=204, headers={"Allow": allow})
-        if not permitted:
-            response = json_response({"error": "forbidden", "message": "This origin may not call the admin API."},
-                                     403)
-            response.vary.add("Origin")
-            return response
-        headers = ["Authorization", "Content-Type"] + (["X-Dev-User"] if is_local else [])
-        response = Response(status=204, headers={
-            "Allow": allow,
-            "Access-Control-Allow-Origin": request.headers["Origin"].strip().rstrip("/"),
-            "Access-Control-Allow-Methods": allow,
-            "Access-Control-Allow-Headers": ", ".join(headers),
-            "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE),
-        })
-        response.vary.add("Origin")
-        return response
-
-    def _methods_for(self, path: str) -> set[str]:
-        from werkzeug.exceptions import HTTPException
-
-        adapter = self._map.bind("function", path_info=path)
-        try:
-            return {m for m in adapter.allowed_methods() if m not in {"HEAD", "OPTIONS"}}
-        except HTTPException:
-            return set()
-
-
-router = AdminRouter("admin")
+router = BrowserRouter("admin")
 
 
 # --- response shaping ----------------------------------------------------------------------------

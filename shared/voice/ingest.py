@@ -19,7 +19,7 @@ from typing import Any
 from shared import accounts
 from shared.errors import BadRequest, NotFound, TooLarge
 from shared.voice import pipeline, samples
-from shared.web import Router, json_body, person
+from shared.web import BrowserRouter, json_body, person
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def read_upload(request: Any, limit: int) -> tuple[dict[str, str], Any]:
 
 # --- routes ------------------------------------------------------------------------------------------
 
-router = Router("ingest")
+router = BrowserRouter("ingest")
 
 
 def _deps():

@@ -255,3 +255,24 @@ def test_match_and_search_need_their_input(client, env):
     assert client.post("/profile/match", json={}, headers=ALEX).status_code == 400
     assert client.post("/profile/match", json={"text": "x" * 20_001}, headers=ALEX).status_code == 413
     assert client.get("/hubspot/search", headers=ALEX).status_code == 400
+
+
+def test_the_pages_origin_gets_cors_on_ingest_and_others_do_not(tmp_path, install_container, db):
+    from shared.bootstrap import Container
+    from shared.config import Settings
+    from tests.fixtures.functions import RecordingTasks, function_app
+
+    settings = Settings.from_env({"ENV": "local", "DATA_DIR": str(tmp_path),
+                                  "ALLOWED_ORIGINS": "https://pages.acme.test"})
+    install_container(Container(settings, db=db, tasks=RecordingTasks()))
+    client = function_app("ingest").test_client()
+    allowed = client.options("/samples", headers={"Origin": "https://pages.acme.test",
+                                                  "Access-Control-Request-Method": "GET"})
+    assert allowed.status_code == 204
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://pages.acme.test"
+    assert "Authorization" in allowed.headers["Access-Control-Allow-Headers"]
+    refused = client.options("/samples", headers={"Origin": "https://evil.test",
+                                                  "Access-Control-Request-Method": "GET"})
+    assert refused.status_code == 403 and "Access-Control-Allow-Origin" not in refused.headers
+    listed = client.get("/samples", headers={"Origin": "https://pages.acme.test", "X-Dev-User": "alex@example.com"})
+    assert listed.status_code == 200 and listed.headers["Access-Control-Allow-Origin"] == "https://pages.acme.test"
