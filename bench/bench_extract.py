@@ -8,7 +8,7 @@ ratio to bare pypdf (``PdfReader(...).pages[i].extract_text()`` for every page).
 includes what the pipeline pays for the sandbox: a fork, the limits, the result pickled back.
 
 Memory: each variant once in a fresh interpreter that imports what it needs, reads the PDF from a file
-and runs; its peak resident set (``ru_maxrss``, children included for the sandboxed variant) is
+and runs; its peak resident set (``VmHWM``; the sandboxed child's ``ru_maxrss`` included) is
 reported next to an interpreter that only imports the same modules, so the extraction's own share
 shows.
 """
@@ -97,7 +97,9 @@ import pypdf, shared.voice.extract, shared.voice.sandbox, bench.bench_extract as
 data = open({path!r}, "rb").read()
 if {variant!r}:
     b.VARIANTS[{variant!r}](data)
-print(json.dumps({{"self_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+with open("/proc/self/status") as status:  # VmHWM: this image's own peak (ru_maxrss survives exec)
+    self_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+print(json.dumps({{"self_kib": self_kib,
                    "children_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}}))
 """
 

@@ -17,14 +17,19 @@ ROOT = Path(__file__).resolve().parents[1]
 REPEATS = 7
 
 _PROBE = r"""
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {root!r})
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def hwm_kib():
+    # VmHWM belongs to this process image; ru_maxrss would carry over the parent's peak through fork+exec.
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+before = hwm_kib()
 t = time.perf_counter()
 {body}
 elapsed = time.perf_counter() - t
-print(json.dumps({{"seconds": elapsed, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                   "start_kib": before}}))
+print(json.dumps({{"seconds": elapsed, "peak_kib": hwm_kib(), "start_kib": before}}))
 """
 
 BASELINE = "import functions_framework, flask"
@@ -45,8 +50,7 @@ def _sample(body: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _measure(body: str) -> dict:
-    samples = [_sample(body) for _ in range(REPEATS)]
+def _summary(samples: list[dict]) -> dict:
     return {"seconds": statistics.median(s["seconds"] for s in samples),
             "peak_mib": statistics.median(s["peak_kib"] for s in samples) / 1024}
 
@@ -61,12 +65,17 @@ def targets() -> dict[str, str]:
 
 
 def run() -> dict:
-    baseline = _measure(BASELINE)
+    bodies = {"baseline": BASELINE, **targets()}
+    samples: dict[str, list[dict]] = {name: [] for name in bodies}
+    for _ in range(REPEATS):  # interleaved: load on the machine falls on every target alike
+        for name, body in bodies.items():
+            samples[name].append(_sample(body))
+    measured = {name: _summary(values) for name, values in samples.items()}
+    baseline = measured.pop("baseline")
     figures = {"baseline": {"import_ms": round(baseline["seconds"] * 1000, 1),
                             "peak_mib": round(baseline["peak_mib"], 1)},
                "repeats": REPEATS}
-    for name, body in targets().items():
-        m = _measure(body)
+    for name, m in measured.items():
         figures[name] = {
             "import_ms": round(m["seconds"] * 1000, 1),
             "import_ratio": round(m["seconds"] / baseline["seconds"], 2),
