@@ -32,6 +32,7 @@ PYTEST_TMP := $(CURDIR)/.pytest-tmp
 
 test: $(VENV)/.dev-installed
 	bash .ci/ensure-browser
+	bash .ci/ensure-ocr
 	$(BIN)/python -m pytest --basetemp=$(PYTEST_TMP) $(PYTEST_ARGS)
 
 # The suite without the browser and the emulators: a quick loop while editing.

@@ -31,6 +31,9 @@ from typing import Any
 from shared.errors import PermanentError, TooLarge
 from shared.voice import filetypes
 from shared.voice.filetypes import Kind
+from shared.voice.ocr import Outcome as OcrOutcome
+from shared.voice.ocr import Settings as OcrSettings
+from shared.voice.ocr import ocr_pages
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,20 +153,26 @@ def _import_parser(kind: Kind) -> None:
 # --- PDF ------------------------------------------------------------------------------------------
 
 
-def extract_pdf(data: bytes, *, limits: Limits = Limits(), **_: Any) -> Extracted:
-    """Text of a PDF's text layer, page by page.
+def extract_pdf(data: bytes, *, limits: Limits = Limits(), ocr: OcrSettings | None = None,
+                **_: Any) -> Extracted:
+    """Text of a PDF's text layer, page by page; pages without one are read by OCR when it is installed.
 
-    Pages without a text layer (scans) are counted and reported; OCR would need ``tesseract``, which is
-    only looked for, and the metadata says whether it is available. pypdf's own resource limits are set
-    for the duration of the call (see ``_pypdf_configuration``).
+    Pages without a text layer (scans) are counted and reported. When the ``tesseract`` command is
+    found, their embedded images are read by it (``ocr.ocr_pages``) and the text takes the page's place;
+    otherwise the metadata says OCR is not available. pypdf's own resource limits are set for the
+    duration of the call (see ``_pypdf_configuration``).
 
     Args:
         data: The PDF's bytes.
-        limits: ``pdf_max_pages``, ``pdf_max_page_tree``, ``pdf_max_stream_bytes``, ``max_chars``.
+        limits: ``pdf_max_pages``, ``pdf_max_page_tree``, ``pdf_max_stream_bytes``, ``max_chars``; OCR
+            may use half of ``timeout_s`` unless ``ocr`` says otherwise.
+        ocr: The OCR command, language and limits; None for the defaults.
 
     Returns:
         The pages' text, with metadata ``pages``, ``pages_read``, ``pages_without_text``,
-        ``pages_unreadable``, ``ocr`` and, when pages were skipped, a ``note``.
+        ``pages_unreadable``, ``ocr`` and, when pages were skipped, a ``note``. When OCR ran, also
+        ``ocr_language``, ``pages_ocr`` (pages whose text came from OCR), ``ocr_problems`` (page and
+        reason, for pages OCR found no text on) and ``pages_not_ocr`` (pages past OCR's limits).
 
     Raises:
         PermanentError: Encrypted, damaged, hostile, or without any text.
@@ -171,7 +180,11 @@ def extract_pdf(data: bytes, *, limits: Limits = Limits(), **_: Any) -> Extracte
     import pypdf
     from pypdf.errors import FileNotDecryptedError, LimitReachedError
 
-    pages_text: list[str] = []
+    # Half the time cap by default, so the text already read is returned before the sandbox stops the child.
+    ocr_settings = ocr or OcrSettings(total_timeout_s=limits.timeout_s / 2)
+    ocr_available = shutil.which(ocr_settings.binary) is not None
+    ocr_found = OcrOutcome(available=ocr_available, language=ocr_settings.language)
+    pages_text: list[tuple[int, str]] = []
     without_text: list[int] = []
     unreadable: list[int] = []
     chars = 0
@@ -192,10 +205,14 @@ def extract_pdf(data: bytes, *, limits: Limits = Limits(), **_: Any) -> Extracte
                 if not text.strip():
                     without_text.append(index + 1)
                     continue
-                pages_text.append(text)
+                pages_text.append((index + 1, text))
                 chars += len(text)
                 if chars > limits.max_chars:
                     break
+            if without_text and ocr_available:
+                ocr_found = ocr_pages([(number, reader.pages[number - 1]) for number in without_text],
+                                      settings=ocr_settings)
+                pages_text = sorted(pages_text + list(ocr_found.texts.items()))
         except PermanentError:
             raise
         except FileNotDecryptedError as exc:
@@ -214,7 +231,6 @@ def extract_pdf(data: bytes, *, limits: Limits = Limits(), **_: Any) -> Extracte
             raise PermanentError("The PDF is damaged or incomplete and cannot be read. Open it, save or "
                                  "export it again as PDF, and upload the new copy.", code="damaged_file") from exc
 
-    ocr_available = shutil.which("tesseract") is not None
     metadata: dict[str, Any] = {
         "pages": total,
         "pages_read": min(total, limits.pdf_max_pages),
@@ -225,8 +241,19 @@ def extract_pdf(data: bytes, *, limits: Limits = Limits(), **_: Any) -> Extracte
     notes = []
     if without_text:
         metadata["pages_without_text_list"] = without_text[:100]
-        skipped = "were not run through OCR." if ocr_available else "OCR is not available, so they were skipped."
-        notes.append(f"{len(without_text)} of {total} pages had no text layer (scanned images?) and {skipped}")
+        if ocr_available:
+            metadata["ocr_language"] = ocr_found.language
+            metadata["pages_ocr"] = sorted(ocr_found.texts)[:100]
+            metadata["ocr_problems"] = [{"page": page, "problem": problem}
+                                        for page, problem in sorted(ocr_found.problems.items())][:100]
+            metadata["pages_not_ocr"] = ocr_found.not_read[:100]
+            skipped = f"{len(ocr_found.texts)} of them were read by OCR ({ocr_found.language})."
+            skipped += "".join(f" Page {page}: {problem}" for page, problem in sorted(ocr_found.problems.items())[:5])
+            if ocr_found.not_read:
+                skipped += f" {len(ocr_found.not_read)} were not read by OCR (page or time limit)."
+        else:
+            skipped = "OCR is not available, so they were skipped."
+        notes.append(f"{len(without_text)} of {total} pages had no text layer (scanned images?); {skipped}")
     if unreadable:
         notes.append(f"{len(unreadable)} pages could not be read and were skipped.")
     if total > limits.pdf_max_pages:
@@ -235,14 +262,16 @@ def extract_pdf(data: bytes, *, limits: Limits = Limits(), **_: Any) -> Extracte
         metadata["note"] = " ".join(notes)
     if not pages_text:
         if without_text and not unreadable:
+            ocr_said = "OCR found no text in them" if ocr_available else "OCR is not available"
             raise PermanentError(
-                f"The PDF has no text layer on any of its {len(without_text)} pages (it looks scanned) and OCR "
-                "is not available. Upload a PDF with selectable text or the original document.",
+                f"The PDF has no text layer on any of its {len(without_text)} pages (it looks scanned) and "
+                f"{ocr_said}. Upload a PDF with selectable text or the original document.",
                 code="no_text", details={"pages_without_text": len(without_text)})
         if unreadable:
             raise PermanentError("The PDF is damaged: none of its pages could be read.", code="damaged_file")
         raise PermanentError("The PDF contains no text.", code="no_text")
-    return _finish("\n\n".join(pages_text), Kind.PDF, metadata, limits, "The PDF contains no text.")
+    return _finish("\n\n".join(text for _, text in pages_text), Kind.PDF, metadata, limits,
+                   "The PDF contains no text.")
 
 
 _PDF_LOOP = "The PDF's structure refers back to itself without end, so it cannot be read."
