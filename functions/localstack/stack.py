@@ -35,6 +35,8 @@ class LocalStack:
         self.seed = seed
         self.overrides = overrides
         self._emulators: list[Any] = []
+        self._relay = None  # the identity relay (emulator mode only)
+        self._relayed_tasks = None
         self._server = None
         self._thread: threading.Thread | None = None
         self.container: Container | None = None
@@ -42,6 +44,11 @@ class LocalStack:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def relay(self):
+        """The identity relay the emulators deliver through (emulator mode only; None otherwise)."""
+        return self._relay
 
     def start(self) -> LocalStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -53,6 +60,8 @@ class LocalStack:
         ports = dict(self.overrides)
         if self.use_emulators:
             ports.update(self._embedded_where_no_emulator(settings))
+            if "tasks" not in ports:
+                ports["tasks"] = self._tasks_through_relay(settings)
         self.container = Container(settings, **ports)
         bootstrap.use(self.container)
         try:
@@ -87,6 +96,12 @@ class LocalStack:
         if self.container is not None:
             self.container.close()
             bootstrap.use(None)
+        if self._relayed_tasks is not None:
+            self._relayed_tasks.close()
+            self._relayed_tasks = None
+        if self._relay is not None:
+            self._relay.stop()
+            self._relay = None
         for emulator in reversed(self._emulators):
             emulator.stop()
         self._emulators.clear()
@@ -121,12 +136,42 @@ class LocalStack:
         embedded = Container(Settings.from_env(self.environ, **{**_values_of(settings), "adapters": EMBEDDED}))
         return {"secrets": embedded.secrets, "embedder": embedded.embedder}
 
+    def _start_relay(self, settings: Settings):
+        """The identity relay: the emulators deliver without the OIDC token Google attaches in production,
+        so in emulator mode they deliver through this local stand-in, which signs one with the stack's
+        signer and forwards to the function. The functions keep verifying every delivery."""
+        if self._relay is None:
+            from functions.localstack.relay import IdentityRelay
+            from shared.topology import FUNCTIONS
+
+            def sign(audience: str, email: str) -> str:
+                assert self.container is not None, "deliveries arrive only after the stack has started"
+                return self.container.signer.service_token(audience, email)
+
+            self._relay = IdentityRelay(
+                target_for=settings.function_url, audience_for=settings.audience_for,
+                accounts={"tasks": settings.tasks_service_account, "pubsub": settings.pubsub_service_account},
+                sign=sign, functions=FUNCTIONS).start()
+        return self._relay
+
+    def _tasks_through_relay(self, settings: Settings):
+        """The production Cloud Tasks adapter on the emulator, with task URLs at the relay."""
+        from shared.adapters.cloud_tasks import CloudTasksQueue
+
+        relay = self._start_relay(settings)
+        self._relayed_tasks = CloudTasksQueue(
+            project=settings.project_id, location=settings.region, url_for=relay.url_for("tasks"),
+            audience_for=settings.audience_for, service_account_email=settings.tasks_service_account,
+            emulator_host=settings.tasks_emulator_host or None)
+        return self._relayed_tasks
+
     def _prepare_emulators(self, settings: Settings) -> None:
         from shared.topology import FUNCTIONS, SUBSCRIPTIONS
 
         assert self.container is not None
         self.container.tasks.ensure_queues(FUNCTIONS)
-        self.container.events.ensure_topology(SUBSCRIPTIONS, settings.function_url)
+        # Push endpoints at the relay too, for the same reason as the task URLs (see _start_relay).
+        self.container.events.ensure_topology(SUBSCRIPTIONS, self._start_relay(settings).url_for("pubsub"))
         for emulator in self._emulators:
             if hasattr(emulator, "create_bucket"):
                 emulator.create_bucket(settings.uploads_bucket)
