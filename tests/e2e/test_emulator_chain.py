@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import time
 import urllib.parse
 
 import pytest
@@ -65,6 +66,20 @@ def test_a_lead_moves_through_the_emulators_to_a_gmail_draft(stack):
     assert _ok(counts, "tasks", "draft") >= 1, counts
     assert _ok(counts, "pubsub", "gate") >= 1, counts
     assert _ok(counts, "tasks", "send") >= 1, counts
+
+
+def test_a_gmail_notification_is_pushed_by_the_emulator_into_the_webhook(stack):
+    """Gmail publishes to `gmail-push`; the Pub/Sub emulator pushes it (through the relay, with a token
+    signed by the local key) into `/webhook/gmail`, which verifies it and handles it."""
+    before = _ok(stack.relay.deliveries(), "pubsub", "webhook")
+    stack.container.events.publish("gmail-push", {"emailAddress": "nobody@example.com", "historyId": "4242"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _ok(stack.relay.deliveries(), "pubsub", "webhook") <= before:
+        time.sleep(0.2)
+    counts = stack.relay.deliveries()
+    assert _ok(counts, "pubsub", "webhook") == before + 1, counts
+    # Nothing else answered for the webhook: it accepted the push on the first delivery.
+    assert not [k for k in counts if k[:2] == ("pubsub", "webhook") and not 200 <= k[2] < 300], counts
 
 
 def _push_body(workflow_id: str) -> dict:
