@@ -101,7 +101,8 @@ def _from_event(event: Any, index: int) -> Submission | None:
     if kind.startswith("object.") and object_type != CONTACT_OBJECT_TYPE:
         return None
     if kind in CHANGE_TYPES:
-        if event.get("propertyName") not in CONVERSION_PROPERTIES:
+        prop = event.get("propertyName")
+        if not isinstance(prop, str) or prop not in CONVERSION_PROPERTIES:
             return None
     elif kind not in CREATION_TYPES:
         return None

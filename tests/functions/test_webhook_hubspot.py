@@ -148,3 +148,9 @@ def test_queue_down_answers_503_and_the_retry_enqueues(client, db, tasks):
 def test_oversized_bodies_are_413(client):
     r = client.post("/hubspot", data=b"[" + b" " * (1024 * 1024 + 10) + b"]", content_type="application/json")
     assert r.status_code == 413
+
+
+def test_a_property_change_with_a_non_text_property_name_is_ignored_not_a_crash(client, db):
+    # Found by the parser fuzz: a list where HubSpot sends a property name.
+    r = _post(client, [event(21, 521, kind="contact.propertyChange", propertyName=["recent_conversion_date"])])
+    assert r.status_code == 200 and r.get_json() == {"accepted": 0, "duplicates": 0, "ignored": 1}

@@ -112,7 +112,11 @@ def test_no_seeded_secret_or_pii_reaches_a_log_line(reliability_stack, capsys, d
 
     captured = capsys.readouterr()
     lines = (captured.out + captured.err).splitlines()
-    assert len(lines) > 50, "the paths above logged almost nothing: is logging still captured?"
+    # The scan only means something if the chain's own lines were captured: look for two of them
+    # (how many other lines there are depends on log levels other tests of the session may have set).
+    for expected in ("webhook batch stored", "draft created"):
+        assert any(f'"message": "{expected}"' in line for line in lines), \
+            f"no {expected!r} line captured ({len(lines)} lines): is logging still captured?"
     leaks = {name: [line[:300] for line in lines if value.lower() in line.lower()]
              for name, value in {**seeds, "bearer token": token, "expired bearer token": expired}.items()}
     leaks = {name: found for name, found in leaks.items() if found}
