@@ -553,18 +553,32 @@ class SandboxCrm(_CrmBase):
     def __init__(self, data_dir: str | os.PathLike[str]):
         self.path = Path(data_dir) / "crm" / "sandbox.json"
         self._lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
 
     # -- storage --------------------------------------------------------------------------------
 
     def _load(self) -> dict[str, Any]:
+        """The file's contents for reading (callers never mutate it), parsed again only when it changed.
+
+        Every write replaces the file (a new inode), so (inode, size, mtime) names a version exactly; a
+        lead's draft reads the sandbox several times, and re-parsing a large file each time dominated.
+        """
         try:
-            return json.loads(self.path.read_text("utf-8"))
+            stat = self.path.stat()
         except FileNotFoundError:
-            pass
-        with self._write_lock():
-            if not self.path.exists():
-                self._save(demo_records())
-        return json.loads(self.path.read_text("utf-8"))
+            with self._write_lock():
+                if not self.path.exists():
+                    self._save(demo_records())
+            stat = self.path.stat()
+        key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        with self._cache_lock:
+            if self._cache is not None and self._cache[0] == key:
+                return self._cache[1]
+        data = json.loads(self.path.read_text("utf-8"))
+        with self._cache_lock:
+            self._cache = (key, data)
+        return data
 
     @contextlib.contextmanager
     def _write_lock(self) -> Iterator[None]:
@@ -581,7 +595,8 @@ class SandboxCrm(_CrmBase):
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=1, sort_keys=True)
+                # Compact: the C encoder only runs without indentation, and this file is rewritten often.
+                json.dump(data, handle, sort_keys=True, separators=(",", ":"))
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)
