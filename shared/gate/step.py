@@ -264,3 +264,49 @@ def _check_id(workflow_id: Any) -> None:
         uuid.UUID(str(workflow_id))
     except ValueError as exc:
         raise BadRequest("workflow_id must be a workflow's UUID.") from exc
+
+
+# --- the Pub/Sub CloudEvent entry ----------------------------------------------------------------
+
+
+def handle_event(data: Any, request: Any) -> None:
+    """One `draft-created` CloudEvent: check the push caller, then gate the workflow it names.
+
+    Permanent problems are recorded by the step (or the event names no workflow) and end here with a
+    2xx; a bad caller and retryable problems abort with their own status, so Pub/Sub redelivers only
+    what may still work.
+    """
+    import flask
+
+    from shared.bootstrap import container
+    from shared.errors import PermanentError, RetryableError
+    from shared.logs import bind_request
+    from shared.web import caller, error_response
+
+    with bind_request(request.headers, container().settings.project_id):
+        try:
+            caller(request, "gate", via="pubsub")
+            gate_step(container(), workflow_id_of(data), now=dt.datetime.now(dt.timezone.utc))
+        except PermanentError as exc:
+            if exc.status in (401, 403):
+                flask.abort(error_response(exc))
+            log.warning("gate event dropped", extra={"fields": {"error": exc.code}})
+        except RetryableError as exc:
+            flask.abort(error_response(exc))
+
+
+def workflow_id_of(data: Any) -> str:
+    """The workflow id in a Pub/Sub message (``{"message": {"data": base64 JSON}}``)."""
+    import base64
+    import binascii
+
+    from shared.errors import BadRequest
+
+    try:
+        payload = json.loads(base64.b64decode(data["message"]["data"], validate=True))
+        workflow_id = payload["workflow_id"]
+    except (TypeError, KeyError, ValueError, binascii.Error) as exc:
+        raise BadRequest("The event is not a draft-created message with a workflow_id.") from exc
+    if not isinstance(workflow_id, str) or not workflow_id:
+        raise BadRequest("The event's workflow_id must be a non-empty string.")
+    return workflow_id

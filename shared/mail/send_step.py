@@ -497,3 +497,31 @@ def _check_id(workflow_id: Any) -> None:
         uuid.UUID(str(workflow_id))
     except ValueError as exc:
         raise BadRequest("workflow_id must be a workflow's UUID.") from exc
+
+
+# --- the Cloud Task route ------------------------------------------------------------------------
+
+
+def _router():
+    from shared.bootstrap import container
+    from shared.errors import BadRequest
+    from shared.web import Router, caller, json_body
+
+    router = Router("send")
+
+    @router.route("POST", "/", delivery=True)
+    def deliver(request):
+        caller(request, "send", via="tasks")
+        workflow_id = json_body(request).get("workflow_id")
+        if not isinstance(workflow_id, str) or not workflow_id:
+            raise BadRequest("workflow_id is required.")
+        try:
+            retries = max(0, int(request.headers.get("X-CloudTasks-TaskRetryCount", "0")))
+        except ValueError:
+            retries = 0
+        return send_step(container(), workflow_id, attempt=retries + 1)
+
+    return router
+
+
+send_router = _router()

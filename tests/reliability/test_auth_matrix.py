@@ -24,7 +24,7 @@ STRANGER_SA = "attacker@evil-project.iam.gserviceaccount.com"
 
 
 def _routers():
-    from functions.send.main import router as send
+    from shared.mail.send_step import send_router as send
     from shared.admin.api import router as admin
     from shared.drafting.step import draft_router
     from shared.leads.webhook_api import router as webhook

@@ -126,7 +126,7 @@ def push_body(draw):
 @FUZZ
 @given(push_body())
 def test_pubsub_push_decoding_answers_or_raises_a_project_error(data):
-    from functions.gate.main import workflow_id_of
+    from shared.gate.step import workflow_id_of
 
     result = _calls(workflow_id_of, data)
     assert result is None or (isinstance(result, str) and result)
