@@ -160,8 +160,9 @@ def _tesseract(path: str, file: str, language: str, dpi: int, timeout_s: float) 
     """``tesseract`` on one image file: its text, or ``("", reason)``; the reason is ``""`` when it found
     nothing and ``_STOPPED`` when it outlasted ``timeout_s`` (the caller words that with its limits)."""
     # One thread: OpenMP's extra threads each reserve address space, which the sandbox's RLIMIT_AS
-    # (inherited by this process) counts, and they gain little on one page-sized image.
-    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    # (inherited by this process) counts, and they gain little on one page-sized image. Nothing else
+    # of this process's environment (credentials among it) is handed to the child.
+    env = {"OMP_THREAD_LIMIT": "1"}
     try:
         done = subprocess.run([path, file, "stdout", "-l", language, "--dpi", str(dpi)], capture_output=True,
                               timeout=timeout_s, env=env, stdin=subprocess.DEVNULL, check=False)
