@@ -68,6 +68,7 @@ class Container:
             from shared.adapters.embedded_postgres import EmbeddedPostgres
 
             server = EmbeddedPostgres(s.data_dir / "postgres", s.db_name).start()
+            self._closers.append(server.stop)  # closed after the pool below (closers run in reverse)
             connect = server.connector()
         else:
             connect = cloud_sql_connector(s.db_instance, s.db_user, s.db_name, s.db_password)
