@@ -142,24 +142,10 @@ class VertexEmbedder:
             return self._client
 
     def _build_client(self) -> Any:
-        from google import genai
-        from google.genai import types
+        from shared.adapters.vertex import vertex_client
 
-        credentials = self._credentials
-        if credentials is None and self._base_url:
-            # google-genai sends "Authorization: Bearer <token>" from the credentials it is given and
-            # would otherwise look up Application Default Credentials; a stand-in needs only a token.
-            from google.oauth2.credentials import Credentials
-
-            credentials = Credentials(token="loopback-stand-in")
-        http_options = types.HttpOptions(
-            # v1 is the GA surface of the embeddings API; the SDK would otherwise default to v1beta1.
-            api_version="v1",
-            base_url=self._base_url or None,
-            timeout=int(self._timeout * 1000),
-        )
-        return genai.Client(vertexai=True, project=self.project, location=self.location,
-                            credentials=credentials, http_options=http_options)
+        return vertex_client(self.project, self.location, base_url=self._base_url, credentials=self._credentials,
+                             timeout=self._timeout)
 
     # -- the port -------------------------------------------------------------------------------
 

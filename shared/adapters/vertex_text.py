@@ -72,19 +72,10 @@ class GeminiGenerator:
         return self._client
 
     def _build_client(self) -> Any:
-        from google import genai
-        from google.genai import types
+        from shared.adapters.vertex import vertex_client
 
-        credentials = self._credentials
-        if credentials is None and self._base_url:
-            # A stand-in checks no signature; without credentials the SDK would look up ADC.
-            from google.oauth2.credentials import Credentials
-
-            credentials = Credentials(token="loopback-stand-in")
-        http_options = types.HttpOptions(api_version="v1", base_url=self._base_url or None,
-                                         timeout=int(self._timeout * 1000))
-        return genai.Client(vertexai=True, project=self.project, location=self.location,
-                            credentials=credentials, http_options=http_options)
+        return vertex_client(self.project, self.location, base_url=self._base_url, credentials=self._credentials,
+                             timeout=self._timeout)
 
     def config(self, prompt: Prompt) -> Any:
         """The ``GenerateContentConfig`` of a request (exposed for tests)."""
