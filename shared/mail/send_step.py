@@ -130,7 +130,7 @@ def send_step(deps: Any, workflow_id: str, *, attempt: int = 1, now: dt.datetime
     row = _load(deps.db, workflow_id)
     if row["state"] not in (workflow.GATED, workflow.SENDING):
         return _not_sendable(deps, row)
-    with _lease(deps.db, workflow_id, settings.lease_seconds, attempt) as held:
+    with _lease(deps.db, workflow_id, settings.lease_seconds) as held:
         if not held:
             raise SendInProgress("Another delivery of this workflow is sending it right now; try again later.")
         row = _load(deps.db, workflow_id)  # it may have moved while the lease was elsewhere
@@ -435,23 +435,20 @@ def _republish_if_lost(deps: Any, row: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def _lease(db: Any, workflow_id: str, seconds: int, attempt: int = 1) -> Iterator[bool]:
+def _lease(db: Any, workflow_id: str, seconds: int) -> Iterator[bool]:
     """Hold ``send-lease:<id>`` in ``step_runs`` while sending; yields whether it was taken.
 
-    An expired lease (its holder died) is taken over, and so is one held by an earlier attempt: the
-    queue dispatches attempt N+1 of a task only after attempt N answered or timed out, so its holder
-    is gone even if it could not release the lease (a dropped connection, a crash). Two deliveries of
-    the same attempt, a true duplicate, still exclude each other. ``seconds`` must exceed the longest a
-    delivery can run; the Message-ID lookup stands behind the lease in any case.
+    An expired lease (its holder died) is taken over. ``seconds`` must exceed the longest a delivery can
+    run (Gmail and HubSpot timeouts included), or two holders could overlap; the Message-ID lookup
+    still stands behind it.
     """
     key = f"send-lease:{workflow_id}"
     token = secrets.token_hex(8)
     taken = db.query(
         "INSERT INTO step_runs (key, result, at) VALUES (%s, %s::jsonb, now()) "
         "ON CONFLICT (key) DO UPDATE SET result = EXCLUDED.result, at = now() "
-        "WHERE step_runs.at < now() - make_interval(secs => %s) "
-        "   OR coalesce((step_runs.result->>'attempt')::int, 0) < %s RETURNING key",
-        (key, json.dumps({"token": token, "attempt": attempt}), float(seconds), attempt))
+        "WHERE step_runs.at < now() - make_interval(secs => %s) RETURNING key",
+        (key, json.dumps({"token": token}), float(seconds)))
     try:
         yield bool(taken)
     finally:
