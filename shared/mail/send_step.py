@@ -42,6 +42,7 @@ import dataclasses
 import datetime as dt
 import html
 import json
+import time
 import logging
 import secrets
 import uuid
@@ -292,9 +293,23 @@ def _once(db: Any, workflow_id: str | None, rep_id: Any, kind: str, purpose: str
         # An earlier attempt may have created it and died before recording it; a backend that can tell says so.
         hubspot_id = lookup(key)
     hubspot_id = str(hubspot_id or create(key))
-    # Nothing may run between the call above and this statement: it is the whole duplicate window.
-    db.query("UPDATE hubspot_tasks SET hubspot_id = %s WHERE idempotency_key = %s RETURNING id", (hubspot_id, key))
+    # Nothing may run between the call above and this statement: it is the whole duplicate window. A
+    # dropped connection here would leave HubSpot's object unrecorded and a retry would create another
+    # (HubSpot has no idempotency keys), so the record is retried at once on a fresh connection first.
+    for attempt in range(_RECORD_ATTEMPTS):
+        try:
+            db.query("UPDATE hubspot_tasks SET hubspot_id = %s WHERE idempotency_key = %s RETURNING id",
+                     (hubspot_id, key))
+            return hubspot_id
+        except RetryableError:
+            if attempt == _RECORD_ATTEMPTS - 1:
+                log.error("hubspot object created but not recorded", extra={"fields": {"key": key}})
+                raise
+            time.sleep(0.05 * (attempt + 1))
     return hubspot_id
+
+
+_RECORD_ATTEMPTS = 5
 
 
 def _note_html(row: dict[str, Any], sent: bool) -> str:

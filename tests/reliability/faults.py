@@ -12,6 +12,8 @@ share of every task and event twice (Cloud Tasks and Pub/Sub promise at least on
 
 from __future__ import annotations
 
+import os
+
 import collections
 import contextlib
 import datetime as dt
@@ -307,7 +309,11 @@ class DuplicatingEvents(_Forwarding):
 
 # Steps give up after 5 (draft, extract, embed) or 8 (send) attempts; the queue allows more so the
 # steps, not the queue, decide, and backoffs are tens of milliseconds so a soak takes seconds.
-FAST_TASKS = dict(max_attempts=12, min_backoff=0.05, max_backoff=0.4, max_doublings=3)
+# Fast retries, but a retry window (45 s) longer than the send lease (30 s below): as with the real send
+# queue, whose backoff outlasts SEND_LEASE_SECONDS, a lease left by a dead delivery lapses while the task
+# is still being retried, so the workflow finishes instead of waiting for a task that gave up.
+FAST_TASKS = dict(max_attempts=12, min_backoff=0.05, max_backoff=0.4, max_doublings=3, max_retry_duration=45.0)
+SEND_LEASE_SECONDS = "30"
 FAST_EVENTS = dict(min_backoff=0.05, max_backoff=0.4, max_attempts=30)
 
 
@@ -364,6 +370,8 @@ def stack_with_faults(data_dir: Path, plan: FaultPlan, *, port: int | None = Non
     port = port or free_port()
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    environ = dict(os.environ if environ is None else environ)
+    environ.setdefault("SEND_LEASE_SECONDS", SEND_LEASE_SECONDS)
     settings = Settings.from_env(environ, env="local", port=port, data_dir=data_dir)
     signer = LocalSigner(data_dir / "keys")
     server = EmbeddedPostgres(data_dir / "postgres", settings.db_name).start()
