@@ -8,10 +8,11 @@ Each move is written to ``workflow_events`` in the same transaction.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, NotFound, RetryableError
 from shared.ports import Cursor, Database
 
 log = logging.getLogger(__name__)
@@ -140,10 +141,28 @@ def transition(db: Database, workflow_id: str, to_state: str, *, actor: str, rea
 
 def record_error(db: Database, workflow_id: str, step: str, *, code: str, message: str, retryable: bool,
                  attempt: int = 1) -> None:
-    """Keep a failure with its cause; the workflow's state is moved separately by the step."""
-    with db.transaction() as cur:
-        cur.execute("INSERT INTO workflow_errors (workflow_id, step, code, message, retryable, attempt) "
-                    "VALUES (%s, %s, %s, %s, %s, %s)", (workflow_id, step, code, message[:4000], retryable, attempt))
+    """Keep a failure with its cause; the workflow's state is moved separately by the step.
+
+    A failure often comes with a sick connection, and a cause lost here is lost for good (the retry that
+    follows may succeed and never say what went wrong), so the insert is tried again on a fresh connection
+    before giving up. A lost COMMIT acknowledgement may then keep the same cause twice: harmless for a log.
+    """
+    for tries in range(1, _ERROR_RECORD_TRIES + 1):
+        try:
+            with db.transaction() as cur:
+                cur.execute("INSERT INTO workflow_errors (workflow_id, step, code, message, retryable, attempt) "
+                            "VALUES (%s, %s, %s, %s, %s, %s)",
+                            (workflow_id, step, code, message[:4000], retryable, attempt))
+            return
+        except RetryableError:
+            if tries == _ERROR_RECORD_TRIES:
+                log.error("failure not recorded", extra={"fields": {"workflow_id": workflow_id, "step": step,
+                                                                    "error": code}})
+                raise
+            time.sleep(0.05 * tries)
+
+
+_ERROR_RECORD_TRIES = 3
 
 
 def get(db: Database, workflow_id: str) -> dict[str, Any]:

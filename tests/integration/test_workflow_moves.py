@@ -69,3 +69,26 @@ def test_unknown_workflow_is_not_found(db):
 
     with pytest.raises(NotFound):
         wf.transition(db, "00000000-0000-0000-0000-000000000000", wf.DRAFTING, actor="x")
+
+
+def test_a_failure_is_recorded_even_when_the_connection_drops_while_recording_it(db):
+    from tests.reliability.faults import DroppingDatabase, FaultPlan
+
+    workflow_id = _new(db)
+    # The first two attempts lose their connection before COMMIT; the third gets through.
+    flaky = DroppingDatabase(db, FaultPlan({"db_drop": 1.0}, max_streak=2))
+    wf.record_error(flaky, workflow_id, "send", code="gmail_unavailable", message="Gmail 500", retryable=True)
+    assert flaky.dropped == 2
+    assert [e["code"] for e in wf.timeline(db, workflow_id)["errors"]] == ["gmail_unavailable"]
+
+
+def test_recording_a_failure_gives_up_with_the_error_when_the_database_stays_away(db):
+    from shared.errors import RetryableError
+    from tests.reliability.faults import DroppingDatabase, FaultPlan
+
+    workflow_id = _new(db)
+    flaky = DroppingDatabase(db, FaultPlan({"db_drop": 1.0}, max_streak=10))
+    with pytest.raises(RetryableError):
+        wf.record_error(flaky, workflow_id, "send", code="gmail_unavailable", message="Gmail 500", retryable=True)
+    assert flaky.dropped == 3
+    assert wf.timeline(db, workflow_id)["errors"] == []
