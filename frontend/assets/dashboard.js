@@ -203,10 +203,36 @@ async function openWorkflow(id, opener) {
 
 // --- quotas, guardrails, reps -------------------------------------------------------------------
 
+// The global cap bounds every rep's sends together: the brake ops reach for before the kill switch.
+function globalQuotaForm(cap) {
+  const day = el("input", { type: "number", id: "q-global-day", min: "0", max: "10000000", step: "1", value: String(cap.per_day) });
+  const form = el("form", { class: "quota global", novalidate: true },
+    el("h3", {}, "All reps together"),
+    el("p", { class: "muted" }, `Today ${cap.used_today} of ${cap.per_day} sends (UTC day ${cap.day}).`),
+    el("div", { class: "row" },
+      el("div", { class: "field" }, el("label", { for: day.id }, "Global cap per day"), day),
+      el("button", { type: "submit" }, "Save global cap")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearError();
+    try {
+      await api("/admin/quotas/global", { method: "PUT", body: { per_day: Number(day.value) } });
+      announce("Global cap saved.");
+      await Promise.all([loadQuotas(), loadFlags(), loadStats()]);
+    } catch (err) {
+      showError(err);
+    }
+  });
+  return form;
+}
+
 async function loadQuotas() {
   const box = $("quotas");
-  const views = await Promise.all(reps.map((rep) => api(`/admin/quotas/${encodeURIComponent(rep.id)}`)));
-  box.replaceChildren(...views.map((q) => {
+  const [cap, views] = await Promise.all([
+    api("/admin/quotas/global"),
+    Promise.all(reps.map((rep) => api(`/admin/quotas/${encodeURIComponent(rep.id)}`))),
+  ]);
+  box.replaceChildren(globalQuotaForm(cap), ...views.map((q) => {
     const slug = q.rep_id.slice(0, 8);
     const day = el("input", { type: "number", id: `q-day-${slug}`, min: "0", max: "2000", step: "1", value: String(q.limits.per_day) });
     const week = el("input", { type: "number", id: `q-week-${slug}`, min: "0", max: "14000", step: "1", value: String(q.limits.per_week) });

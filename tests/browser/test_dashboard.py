@@ -150,6 +150,14 @@ def test_quotas_guardrails_and_reps(open_page, stack):
     limits = requests.get(f"{stack.url}/admin/quotas/{rep_id}", headers=OPS, timeout=30).json()["limits"]
     assert limits["per_day"] == 12
 
+    cap = page.locator("form.quota.global")
+    cap.get_by_label("Global cap per day").fill("150")
+    cap.get_by_role("button", name="Save global cap").click()
+    expect(page.locator("#status")).to_contain_text("Global cap saved")
+    assert requests.get(f"{stack.url}/admin/quotas/global", headers=OPS, timeout=30).json()["per_day"] == 150
+    expect(page.locator("form.quota.global")).to_contain_text("of 150 sends")
+    expect(page.locator("#audit")).to_contain_text("quotas.GLOBAL.per_day")
+
     page.get_by_label("Allowed industries", exact=False).fill("Software, Wholesale")
     page.get_by_role("button", name="Save guardrails").click()
     expect(page.locator("#status")).to_contain_text("Guardrails saved")
