@@ -540,11 +540,14 @@ def _api_failure(exc: Any, what: str) -> Exception:
 
 
 class SandboxCrm(_CrmBase):
-    """The embedded CRM: demo records in ``<data_dir>/crm/sandbox.json``, created on first use.
+    """The embedded CRM: demo records in ``<data_dir>/crm/``, created on first use.
 
-    The file keeps HubSpot's shapes (``properties`` with HubSpot's names, associations by type), so the
-    same conversions apply as for the real CRM. Writes take an exclusive ``flock`` on the file's lock
-    and replace it atomically, so several processes of the local stack may share a data dir.
+    ``sandbox.json`` holds the seeded records in HubSpot's shapes (``properties`` with HubSpot's names,
+    associations by type), so the same conversions apply as for the real CRM. Everything created later
+    (tasks, notes, the demo's contacts) is appended to ``writes.jsonl``, one record per line: a write
+    costs one appended line whatever the sandbox's size, where rewriting one file made every lead dearer
+    than the one before. Writers take an exclusive ``flock``, so several processes of the local stack may
+    share a data dir; readers catch up on lines they have not seen. ``snapshot()`` is the merged view.
 
     Args:
         data_dir: the local stack's data directory.
@@ -552,33 +555,44 @@ class SandboxCrm(_CrmBase):
 
     def __init__(self, data_dir: str | os.PathLike[str]):
         self.path = Path(data_dir) / "crm" / "sandbox.json"
+        self.journal = self.path.with_name("writes.jsonl")
         self._lock = threading.Lock()
         self._cache_lock = threading.Lock()
-        self._cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+        self._view: _SandboxView | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every record, seeded and written, as one ``sandbox.json``-shaped dict (read-only)."""
+        return self._load()
 
     # -- storage --------------------------------------------------------------------------------
 
     def _load(self) -> dict[str, Any]:
-        """The file's contents for reading (callers never mutate it), parsed again only when it changed.
+        """The merged records for reading (callers never mutate them), catching up on new writes only.
 
-        Every write replaces the file (a new inode), so (inode, size, mtime) names a version exactly; a
-        lead's draft reads the sandbox several times, and re-parsing a large file each time dominated.
+        The seed file is replaced as a whole (a new inode), so (inode, size, mtime) names its version; the
+        journal only grows, so the offset read so far says what is new.
         """
         try:
             stat = self.path.stat()
         except FileNotFoundError:
+            self._ensure_seed()
+            stat = self.path.stat()
+        base_key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        with self._cache_lock:
+            view = self._view
+            if view is not None and view.base_key == base_key:
+                view = view.caught_up(self.journal)
+            if view is None:  # first read, a new seed file, or a journal that was replaced or removed
+                view = _SandboxView(base_key, json.loads(self.path.read_text("utf-8"))).caught_up(self.journal)
+            self._view = view
+            return view.data
+
+    def _ensure_seed(self) -> None:
+        """Write the demo records on first use (before a writer takes the lock: it is not reentrant)."""
+        if not self.path.exists():
             with self._write_lock():
                 if not self.path.exists():
                     self._save(demo_records())
-            stat = self.path.stat()
-        key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        with self._cache_lock:
-            if self._cache is not None and self._cache[0] == key:
-                return self._cache[1]
-        data = json.loads(self.path.read_text("utf-8"))
-        with self._cache_lock:
-            self._cache = (key, data)
-        return data
 
     @contextlib.contextmanager
     def _write_lock(self) -> Iterator[None]:
@@ -592,11 +606,11 @@ class SandboxCrm(_CrmBase):
                 os.close(fd)
 
     def _save(self, data: dict[str, Any]) -> None:
+        """Replace the seed file (first use, and tests that edit seeded records)."""
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                # Compact: the C encoder only runs without indentation, and this file is rewritten often.
-                json.dump(data, handle, sort_keys=True, separators=(",", ":"))
+                json.dump(data, handle, sort_keys=True, indent=1)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)
@@ -604,6 +618,16 @@ class SandboxCrm(_CrmBase):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+    def _append(self, record: dict[str, Any]) -> None:
+        """Add one created record to the journal, durably; the caller holds ``_write_lock``."""
+        line = (json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
+        fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)  # one write of one line: a reader never sees half a record as whole
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _object(self, data: dict[str, Any], object_type: str, object_id: str) -> dict[str, Any]:
         found = data.get("objects", {}).get(object_type, {}).get(object_id)
@@ -640,8 +664,9 @@ class SandboxCrm(_CrmBase):
     def _associated(self, object_type: str, object_id: str, to_type: str) -> list[str]:
         data = self._load()
         self._object(data, object_type, object_id)
-        return [a["to"][1] for a in data.get("associations", [])
-                if a["from"] == [object_type, object_id] and a["to"][0] == to_type]
+        with self._cache_lock:
+            links = self._view.links if self._view is not None else {}
+        return [to_id for kind, to_id in links.get((object_type, object_id), ()) if kind == to_type]
 
     def _read(self, object_type: str, object_id: str, properties: Sequence[str]) -> dict[str, Any]:
         obj = self._object(self._load(), object_type, object_id)
@@ -664,53 +689,113 @@ class SandboxCrm(_CrmBase):
 
     def _create(self, object_type: str, properties: dict[str, str], contact_id: str, type_id: int,
                 idempotency_key: str) -> str:
+        self._ensure_seed()
         with self._write_lock():
-            data = self._load_unlocked()
+            data = self._load()  # under the lock: every earlier write is in the journal by now
             self._object(data, "contacts", contact_id)
-            known = data.setdefault("idempotency", {}).get(idempotency_key)
+            known = data["idempotency"].get(idempotency_key)
             if known is not None:
                 return known[1]
-            table = data.setdefault("objects", {}).setdefault(object_type, {})
-            object_id = str(int(data.get("next_id") or 90000))
-            data["next_id"] = int(object_id) + 1
-            now = dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
-            table[object_id] = {"createdAt": now, "properties": dict(properties)}
-            data.setdefault("associations", []).extend([
-                {"from": [object_type, object_id], "to": ["contacts", contact_id], "typeId": type_id},
-                {"from": ["contacts", contact_id], "to": [object_type, object_id]}])
-            data["idempotency"][idempotency_key] = [object_type, object_id]
-            self._save(data)
+            object_id = str(data["next_id"])
+            self._append({"type": object_type, "id": object_id, "createdAt": _now_iso(),
+                          "properties": dict(properties), "key": idempotency_key,
+                          "associations": [
+                              {"from": [object_type, object_id], "to": ["contacts", contact_id], "typeId": type_id},
+                              {"from": ["contacts", contact_id], "to": [object_type, object_id]}]})
         return object_id
-
-    def _load_unlocked(self) -> dict[str, Any]:
-        """The file's contents for a read-modify-write under ``_write_lock`` (seeded when absent)."""
-        try:
-            return json.loads(self.path.read_text("utf-8"))
-        except FileNotFoundError:
-            return demo_records()
 
     def add_contact(self, properties: dict[str, str], company_id: str | None = None) -> str:
         """A new sandbox contact (the local demo's fresh lead), associated with a company; returns its id."""
+        self._ensure_seed()
         with self._write_lock():
-            data = self._load_unlocked()
+            data = self._load()
             if company_id is not None:
                 self._object(data, "companies", company_id)
-            contact_id = str(int(data.get("next_id") or 90000))
-            data["next_id"] = int(contact_id) + 1
-            now = dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
-            data.setdefault("objects", {}).setdefault("contacts", {})[contact_id] = {
-                "createdAt": now, "properties": dict(properties)}
-            if company_id is not None:
-                data.setdefault("associations", []).extend([
-                    {"from": ["contacts", contact_id], "to": ["companies", company_id]},
-                    {"from": ["companies", company_id], "to": ["contacts", contact_id]}])
-            self._save(data)
+            contact_id = str(data["next_id"])
+            links = [] if company_id is None else [
+                {"from": ["contacts", contact_id], "to": ["companies", company_id]},
+                {"from": ["companies", company_id], "to": ["contacts", contact_id]}]
+            self._append({"type": "contacts", "id": contact_id, "createdAt": _now_iso(),
+                          "properties": dict(properties), "associations": links})
         return contact_id
 
     def find_by_idempotency_key(self, idempotency_key: str) -> str | None:
         """The id of the task or note a write with this key created, or None."""
         known = self._load().get("idempotency", {}).get(str(idempotency_key))
         return known[1] if known else None
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class _SandboxView:
+    """One immutable version of the sandbox: the seed plus the journal up to ``offset``.
+
+    Catching up builds a new view that shares every untouched table with the old one, so a reader
+    iterating an older view is never disturbed, and a catch-up costs the new lines, not the whole file.
+    """
+
+    def __init__(self, base_key: tuple[int, int, int], base: dict[str, Any]):
+        self.base_key = base_key
+        self.journal_key: tuple[int, int] | None = None  # (device, inode) of the journal read so far
+        self.offset = 0
+        self.data = base
+        base.setdefault("objects", {})
+        base.setdefault("associations", [])
+        base.setdefault("idempotency", {})
+        base["next_id"] = int(base.get("next_id") or 90000)
+        self.links: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for link in base["associations"]:
+            self.links.setdefault(tuple(link["from"]), []).append(tuple(link["to"]))
+
+    def caught_up(self, journal: Path) -> _SandboxView | None:
+        """This view plus the journal's new lines; None when the journal is not the one read so far."""
+        try:
+            handle = journal.open("rb")
+        except FileNotFoundError:
+            return self if self.journal_key is None else None
+        with handle:
+            stat = os.fstat(handle.fileno())
+            key = (stat.st_dev, stat.st_ino)
+            if self.journal_key is not None and (key != self.journal_key or stat.st_size < self.offset):
+                return None
+            if self.journal_key == key and stat.st_size == self.offset:
+                return self
+            handle.seek(self.offset)
+            chunk = handle.read()
+        complete = chunk[:chunk.rfind(b"\n") + 1]  # a line still being written waits for the next read
+        records = [json.loads(line) for line in complete.splitlines() if line.strip()]
+        return self._with(records, key, self.offset + len(complete))
+
+    def _with(self, records: list[dict[str, Any]], journal_key: tuple[int, int], offset: int) -> _SandboxView:
+        new = object.__new__(_SandboxView)
+        new.base_key, new.journal_key, new.offset = self.base_key, journal_key, offset
+        if not records:
+            new.data, new.links = self.data, self.links
+            return new
+        data = dict(self.data)
+        objects = data["objects"] = dict(data["objects"])
+        idempotency = data["idempotency"] = dict(data["idempotency"])
+        links = dict(self.links)
+        new_links = []
+        copied: set[str] = set()
+        for record in records:
+            kind, object_id = record["type"], record["id"]
+            if kind not in copied:
+                objects[kind] = dict(objects.get(kind, {}))
+                copied.add(kind)
+            objects[kind][object_id] = {"createdAt": record["createdAt"], "properties": record["properties"]}
+            if record.get("key"):
+                idempotency[record["key"]] = [kind, object_id]
+            for link in record.get("associations", []):
+                new_links.append(link)
+                source = tuple(link["from"])
+                links[source] = [*links.get(source, ()), tuple(link["to"])]
+            data["next_id"] = max(data["next_id"], int(object_id) + 1)
+        data["associations"] = [*data["associations"], *new_links]
+        new.data, new.links = data, links
+        return new
 
 
 def demo_records() -> dict[str, Any]:

@@ -4,7 +4,6 @@ and on the sandbox CRM."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import pytest
 
@@ -86,7 +85,7 @@ def test_a_missing_contact_is_not_found(crm):
 
 def _associated_to_contact(crm, request, object_type, object_id):
     if isinstance(crm, SandboxCrm):
-        data = json.loads(crm.path.read_text())  # the writes are recorded in the sandbox's file
+        data = crm.snapshot()  # the seeded records and every write since
     else:
         data = request.getfixturevalue("hubspot_standin").data
     return [a for a in data["associations"] if a["from"] == [object_type, object_id]]
@@ -154,3 +153,71 @@ def test_hubspot_write_rate_limit_and_outage(hubspot_standin):
     with pytest.raises(DependencyDown):
         crm.owner("7001")
     assert crm.create_note("101", "<p>n</p>", DUE, "note:down").isdigit()  # and then it works
+
+
+# --- the sandbox's journal ---------------------------------------------------------------------------
+
+
+def test_sandbox_writes_are_appended_and_seen_by_another_instance_on_the_same_dir(tmp_path):
+    first, second = SandboxCrm(tmp_path), SandboxCrm(tmp_path)  # two processes of the local stack
+    assert second.find_by_idempotency_key("note:wf-9") is None  # reads (and caches) the seed
+    seed = first.path.read_bytes()
+    note = first.create_note("101", "<p>hello</p>", DUE, "note:wf-9")
+    assert first.path.read_bytes() == seed  # the seed file is never rewritten by a write
+    assert len(first.journal.read_text().splitlines()) == 1
+    # The other instance catches up: it answers the same id for the same key and numbers past it.
+    assert second.create_note("101", "<p>hello</p>", DUE, "note:wf-9") == note
+    task = second.create_task("101", "7001", "Call", "Call Jordan", DUE, "task:wf-9")
+    assert int(task) == int(note) + 1
+    assert first.find_by_idempotency_key("task:wf-9") == task
+    assert {"from": ["contacts", "101"], "to": ["tasks", task]} in first.snapshot()["associations"]
+
+
+def test_sandbox_reader_waits_for_a_line_still_being_written(tmp_path):
+    crm = SandboxCrm(tmp_path)
+    crm.create_note("101", "<p>one</p>", DUE, "note:a")
+    whole = SandboxCrm(tmp_path).journal.read_bytes()
+    line = whole.replace(b'"note:a"', b'"note:b"').replace(b"<p>one</p>", b"<p>two</p>")
+    with crm.journal.open("ab") as handle:
+        handle.write(line[:40])  # a writer in another process is half-way through its line
+    reader = SandboxCrm(tmp_path)
+    assert reader.find_by_idempotency_key("note:a") is not None
+    assert reader.find_by_idempotency_key("note:b") is None
+    with crm.journal.open("ab") as handle:
+        handle.write(line[40:])
+    assert reader.find_by_idempotency_key("note:b") is not None
+
+
+def test_sandbox_starts_again_from_the_seed_when_its_journal_is_removed(tmp_path):
+    crm = SandboxCrm(tmp_path)
+    crm.add_contact({"email": "new@lead.example"}, company_id="201")
+    assert crm.find_contact_by_email("new@lead.example") is not None
+    crm.journal.unlink()  # what `make clean`-style resets do
+    assert crm.find_contact_by_email("new@lead.example") is None
+    assert crm.company_of_contact("101")["id"] == "201"
+
+
+def test_sandbox_contacts_added_for_the_demo_belong_to_their_company(tmp_path):
+    crm = SandboxCrm(tmp_path)
+    contact = crm.add_contact({"email": "Dana@Northwind.example", "firstname": "Dana"}, company_id="201")
+    assert crm.company_of_contact(contact)["id"] == "201"
+    assert crm.find_contact_by_email("dana@northwind.example")["id"] == contact
+    with pytest.raises(NotFound):
+        crm.add_contact({"email": "x@y.example"}, company_id="999")
+
+
+def test_sandbox_racing_writers_create_each_key_once(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    crms = [SandboxCrm(tmp_path) for _ in range(3)]  # threads of one instance and other instances
+
+    def write(i: int) -> str:
+        return crms[i % 3].create_note("102", f"<p>{i % 20}</p>", DUE, f"note:race-{i % 20}")
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(write, range(80)))
+    by_key: dict[int, set[str]] = {}
+    for i, object_id in enumerate(ids):
+        by_key.setdefault(i % 20, set()).add(object_id)
+    assert all(len(found) == 1 for found in by_key.values())
+    assert len(set(ids)) == 20 and len(crms[0].journal.read_text().splitlines()) == 20

@@ -154,6 +154,8 @@ _WF = re.compile(r"<wf-([0-9a-f-]{36})@")
 
 
 def collect_lead_figures(fs: FaultyStack, baseline: int) -> dict[str, Any]:
+    from shared.adapters.hubspot_crm import SandboxCrm
+
     db = fs.real_db
     states = {r["state"]: r["n"] for r in db.query("SELECT state, count(*) AS n FROM workflows GROUP BY state")}
     # Every .eml in the outbox, sent or draft, keyed by its Message-ID header.
@@ -170,7 +172,7 @@ def collect_lead_figures(fs: FaultyStack, baseline: int) -> dict[str, Any]:
         "count(*) FILTER (WHERE h.kind = 'note') AS notes, count(h.hubspot_id) AS recorded "
         "FROM workflows w LEFT JOIN hubspot_tasks h ON h.workflow_id = w.id "
         "WHERE w.state IN ('SENT', 'DRAFT_SAVED') GROUP BY w.id")
-    sandbox = json.loads((fs.stack.data_dir / "crm" / "sandbox.json").read_text("utf-8"))
+    sandbox = SandboxCrm(fs.stack.data_dir).snapshot()
     sandbox_keys = [k for k in sandbox.get("idempotency", {}) if k.startswith(("task-", "note-"))]
     failed_without_cause = db.query(
         "SELECT w.id::text AS id FROM workflows w WHERE w.state = 'FAILED' AND NOT EXISTS "
