@@ -1,5 +1,6 @@
-"""The ``token-refresh`` function's routes: the connect flow (``/connect``, ``/callback``) and the
-scheduled run (``POST /``)."""
+"""The ``token-refresh`` function's routes: the connect flow (``/connect``, ``/callback``), the rep's
+connection for the voice-training page (``GET /status``, ``POST /disconnect``) and the scheduled run
+(``POST /``)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import urllib.parse
 
 from flask import Request, Response
 
-from shared.accounts_google import oauth, refresh, wiring
+from shared.accounts_google import connection, oauth, refresh, wiring
 from shared.errors import AppError, NotFound
-from shared.web import Router, caller, person
+from shared.web import BrowserRouter, caller, person
 
 log = logging.getLogger(__name__)
 
-router = Router("token-refresh")
+# The voice-training page reads and ends the connection from its own origin: CORS as for ingest.
+router = BrowserRouter("token-refresh")
 
 
 def _deps():
@@ -75,6 +77,32 @@ def callback(request: Request):
     note = (" Some permissions were not granted, so email cannot be sent from it yet: connect again and keep "
             "every box ticked." if missing else " You can close this page.")
     return _page("Google account connected", f"{result['email']} is connected.{note}", 200)
+
+
+def _target(deps, request: Request, principal) -> dict:
+    from shared import accounts
+
+    return accounts.resolve_target_rep(deps.db, principal, request.args.get("rep_id"), deps.settings.allowed_domains)
+
+
+@router.route("GET", "/status")
+def get_status(request: Request):
+    """The signed-in rep's Google connection (ops: ``?rep_id=``) and the link that (re)connects it."""
+    deps = _deps()
+    rep = _target(deps, request, person(request))
+    connect_url = deps.settings.function_url("token-refresh") + "/connect?" + urllib.parse.urlencode(
+        {"rep": str(rep["id"])})
+    return {**connection.status(connection.load(deps.db, rep["id"])), "connect_url": connect_url}
+
+
+@router.route("POST", "/disconnect")
+def disconnect(request: Request):
+    """Stop the watch, revoke the grant, delete the token, mark the rep disconnected (idempotent)."""
+    deps = _deps()
+    principal = person(request)
+    rep = _target(deps, request, principal)
+    google = wiring.google_account(deps) if deps.settings.oauth_client_secret else None
+    return connection.disconnect(deps, google, rep, actor=principal.email)
 
 
 @router.route("POST", "")

@@ -236,6 +236,35 @@ class GoogleAccountApi:
         self._secrets.add_version(name, token.encode("utf-8"))
         self._secrets.destroy_old_versions(name, keep=1)
 
+    def revoke(self, rep_id: Any) -> bool:
+        """Ask Google to revoke the rep's grant (the refresh token and every access token minted from it).
+
+        https://developers.google.com/identity/protocols/oauth2/web-server#tokenrevoke: ``POST`` the
+        token to the revocation endpoint, next to the token endpoint.
+
+        Returns:
+            True when Google revoked it; False when there was no token or Google no longer knew it.
+
+        Raises:
+            DependencyDown: Google could not be reached (nothing changed: try again).
+        """
+        try:
+            token = read_refresh_token(self._secrets, rep_id)
+        except NoRefreshToken:
+            return False
+        revoke_uri = self._token_uri.rsplit("/", 1)[0] + "/revoke"
+        try:
+            response = self._http.post(revoke_uri, data={"token": token}, timeout=self._timeout)
+        except requests.RequestException:
+            raise DependencyDown("Could not reach Google to revoke the connection.") from None
+        if response.status_code >= 500:
+            raise DependencyDown(f"Google's revocation endpoint answered HTTP {response.status_code}.")
+        return response.status_code == 200  # 400 invalid_token: already revoked or expired
+
+    def forget_refresh_token(self, rep_id: Any) -> bool:
+        """Delete the rep's refresh-token secret with all its versions; False when there was none."""
+        return self._secrets.delete(google_refresh_secret(rep_id))
+
     # -- Gmail ----------------------------------------------------------------------------------
 
     def watch(self, rep_id: Any, topic: str) -> Watch:

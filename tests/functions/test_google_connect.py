@@ -241,3 +241,72 @@ def test_no_token_reaches_a_log_line(client, lifecycle, google_world, db, caplog
     secrets = list(google_world.google.refresh_tokens) + list(google_world.google.access_tokens) + [token]
     assert "google account connected" in logged and "google access revoked" in logged
     assert not [s for s in secrets if s in logged]
+
+
+# --- the page's view of the connection, and disconnecting ----------------------------------------------
+
+OPS = {"X-Dev-User": "ops@example.com"}
+
+
+def test_status_shows_the_reps_connection_and_the_link_that_connects_it(client, lifecycle, google_world, db):
+    rep_id = _rep(db)
+    answer = client.get("/status", headers={"X-Dev-User": ALEX})
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert body["rep_id"] == rep_id and body["google_status"] == "disconnected" and body["scopes"] == []
+    assert body["connect_url"] == f"http://127.0.0.1:8080/token-refresh/connect?rep={rep_id}"
+    _connect(client, google_world)
+    body = client.get("/status", headers={"X-Dev-User": ALEX}).get_json()
+    assert body["google_status"] == "connected" and "https://www.googleapis.com/auth/gmail.send" in body["scopes"]
+    assert body["connected_at"] and body["gmail_watch_expires_at"]
+    assert not any("standin" in str(value) for value in body.values())  # never a token
+
+
+def test_disconnect_stops_the_watch_revokes_the_grant_and_forgets_the_token(client, lifecycle, google_world, db):
+    _connect(client, google_world)
+    rep_id = str(db.query("SELECT id FROM reps WHERE email = %s", (ALEX,))[0]["id"])
+    token = lifecycle.secrets.access(google_refresh_secret(rep_id)).decode()
+    answer = client.post("/disconnect", headers={"X-Dev-User": ALEX})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    body = answer.get_json()
+    assert body["google_status"] == "disconnected" and body["revoked"] is True and body["watch_stopped"] is True
+    assert google_world.gmail.stops == [ALEX] and google_world.google.revocations == [ALEX]
+    assert token not in google_world.google.refresh_tokens  # Google no longer honours it
+    from shared.ports import SecretNotFound
+
+    with pytest.raises(SecretNotFound):
+        lifecycle.secrets.access(google_refresh_secret(rep_id))
+    state = _state(db, rep_id)
+    assert state["google_status"] == "disconnected" and state["google_scopes"] == []
+    assert state["gmail_history_id"] is None and state["gmail_watch_expires_at"] is None
+    # Asked again (a double click, a retried request): nothing left to undo, the same answer.
+    again = client.post("/disconnect", headers={"X-Dev-User": ALEX}).get_json()
+    assert again["google_status"] == "disconnected" and again["revoked"] is False
+    assert google_world.google.revocations == [ALEX]
+    # The scheduled run leaves a disconnected rep alone; connecting again works as the first time.
+    assert client.post("/", headers=_scheduler(lifecycle)).get_json()["refreshed"] == 0
+    assert _connect(client, google_world).status_code == 200
+    assert _state(db, rep_id)["google_status"] == "connected"
+
+
+def test_a_rep_cannot_disconnect_another_rep_but_ops_can(client, lifecycle, google_world, db):
+    rep_id, _ = _connected(lifecycle, google_world, db)
+    sam = _rep(db, "sam@example.com")
+    assert client.post(f"/disconnect?rep_id={rep_id}", headers={"X-Dev-User": "sam@example.com"}).status_code == 403
+    assert client.get(f"/status?rep_id={rep_id}", headers={"X-Dev-User": "sam@example.com"}).status_code == 403
+    assert client.post("/disconnect").status_code == 401
+    assert _state(db, rep_id)["google_status"] == "connected"
+    answer = client.post(f"/disconnect?rep_id={rep_id}", headers=OPS)
+    assert answer.status_code == 200 and answer.get_json()["rep_id"] == rep_id
+    assert _state(db, rep_id)["google_status"] == "disconnected" and sam != rep_id
+
+
+def test_disconnect_keeps_the_connection_when_google_cannot_revoke_it(client, lifecycle, google_world, db):
+    rep_id, token = _connected(lifecycle, google_world, db)
+    google_world.google.fail_next(503, {"error": "backendError"}, path=r"/revoke$")
+    answer = client.post("/disconnect", headers={"X-Dev-User": ALEX})
+    assert answer.status_code == 503
+    # Nothing forgotten while Google still honours the grant: the rep can simply try again.
+    assert _state(db, rep_id)["google_status"] == "connected"
+    assert lifecycle.secrets.access(google_refresh_secret(rep_id)).decode() == token
+    assert client.post("/disconnect", headers={"X-Dev-User": ALEX}).get_json()["revoked"] is True

@@ -28,16 +28,22 @@ def _routers():
     from shared.admin.api import router as admin
     from shared.drafting.step import draft_router
     from shared.leads.webhook_api import router as webhook
+    from shared.accounts_google.api import router as token_refresh
     from shared.voice.ingest import router as ingest
     from shared.voice.pipeline import embed_router, extract_router
 
     return {"ingest": ingest, "admin": admin, "webhook": webhook, "extract": extract_router,
-            "embed": embed_router, "draft": draft_router, "send": send}
+            "embed": embed_router, "draft": draft_router, "send": send, "token-refresh": token_refresh}
 
 
-PEOPLE = ("ingest", "admin")
+PEOPLE = ("ingest", "admin", "token-refresh")
 SIGNED = {("webhook", "/hubspot")}
 PUSH = {("webhook", "/gmail"), ("gate", "/")}  # Pub/Sub push: the push service account
+SCHEDULED = {("token-refresh", "/")}  # Cloud Scheduler: the scheduler service account
+# Public by design, each with its own check (tests/functions/test_google_connect.py): /connect sends the
+# browser to Google, and only the rep's own Google account can complete it; /callback needs the signed,
+# single-use state that /connect issued.
+PUBLIC = {("token-refresh", "/connect"), ("token-refresh", "/callback")}
 
 
 def all_routes() -> list[tuple[str, str, str]]:
@@ -109,7 +115,7 @@ def credentials(world, function: str, path: str) -> dict[str, dict[str, str]]:
     """Every wrong credential for this route, by name."""
     s, signer, forger = world["settings"], world["signer"], world["forger"]
     bearer = lambda token: {"Authorization": f"Bearer {token}"}  # noqa: E731
-    if function in PEOPLE:
+    if function in PEOPLE and (function, path) not in SCHEDULED:
         cid = s.oauth_client_id
         creds = {
             "none": {},
@@ -130,8 +136,9 @@ def credentials(world, function: str, path: str) -> dict[str, dict[str, str]]:
     if (function, path) in SIGNED:
         return {}  # its own matrix below: signatures, not tokens
     audience = s.audience_for(function)
-    right_sa = s.pubsub_service_account if (function, path) in PUSH else s.tasks_service_account
-    wrong_sa = s.tasks_service_account if (function, path) in PUSH else s.pubsub_service_account
+    right_sa = (s.pubsub_service_account if (function, path) in PUSH else
+                s.scheduler_service_account if (function, path) in SCHEDULED else s.tasks_service_account)
+    wrong_sa = s.tasks_service_account if (function, path) in PUSH | SCHEDULED else s.pubsub_service_account
     return {
         "none": {},
         "dev user header (ops)": {"X-Dev-User": "ops@example.com"},
@@ -149,7 +156,7 @@ def credentials(world, function: str, path: str) -> dict[str, dict[str, str]]:
 
 def _cases():
     for function, method, path in all_routes():
-        if (function, path) in SIGNED:
+        if (function, path) in SIGNED | PUBLIC:
             continue
         yield pytest.param(function, method, path, id=f"{method} /{function}{path if path != '/' else ''}")
 
@@ -189,8 +196,8 @@ def test_the_refusals_changed_nothing(world):
 def test_the_matrix_covers_every_route():
     routes = all_routes()
     functions = {f for f, _, _ in routes}
-    assert {"ingest", "admin", "webhook", "extract", "embed", "draft", "send", "gate"} <= functions
-    assert len(routes) >= 28, routes
+    assert {"ingest", "admin", "webhook", "extract", "embed", "draft", "send", "gate", "token-refresh"} <= functions
+    assert len(routes) >= 33, routes
 
 
 def _hubspot_cases(world):

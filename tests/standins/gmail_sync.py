@@ -53,6 +53,7 @@ class GmailSyncStandIn:
         self.google = google
         self.mailboxes: dict[str, Mailbox] = {}
         self.watches: list[dict] = []
+        self.stops: list[str] = []  # accounts whose watch was stopped
         google.route("POST", PREFIX + r"/watch", self._watch)
         google.route("POST", PREFIX + r"/stop", self._stop)
         google.route("GET", PREFIX + r"/history", self._history)
@@ -100,7 +101,10 @@ class GmailSyncStandIn:
 
     def _stop(self, request: Request) -> Reply:
         account, error = self._account(request)
-        return error or Reply(204, b"")
+        if error:
+            return error
+        self.stops.append(account)
+        return Reply(204, b"")
 
     def _history(self, request: Request) -> Reply:
         account, error = self._account(request)

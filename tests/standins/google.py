@@ -61,7 +61,9 @@ class GoogleStandIn(LoopbackStandIn):
         self.refresh_tokens: dict[str, str] = {}  # refresh token → account
         self.access_tokens: dict[str, str] = {}  # access token → account
         self.files: dict[str, DriveItem] = {}
+        self.revocations: list[str] = []  # accounts whose grant the revocation endpoint removed
         self.route("POST", r"/token", self._token)
+        self.route("POST", r"/revoke", self._revoke)
         self.route("GET", r"/drive/v3/files/(?P<file_id>[^/]+)", self._file)
         self.route("GET", r"/drive/v3/files/(?P<file_id>[^/]+)/export", self._export)
         self.route("GET", r"/drive/v3/files", self._list)
@@ -71,6 +73,7 @@ class GoogleStandIn(LoopbackStandIn):
         self.refresh_tokens.clear()
         self.access_tokens.clear()
         self.files.clear()
+        self.revocations.clear()
 
     # -- setup ----------------------------------------------------------------------------------
 
@@ -111,6 +114,19 @@ class GoogleStandIn(LoopbackStandIn):
         self.access_tokens[access] = account
         return Reply(200, {"access_token": access, "expires_in": 3599, "token_type": "Bearer",
                            "scope": "https://www.googleapis.com/auth/drive.readonly"})
+
+    def _revoke(self, request: Request) -> Reply:
+        # Google's revocation endpoint: a refresh or access token as the form field ``token``; 200 with an
+        # empty object, or 400 ``invalid_token`` for a token it does not know (already revoked, expired).
+        token = request.form().get("token", "")
+        account = self.refresh_tokens.get(token) or self.access_tokens.get(token)
+        if account is None:
+            return Reply(400, {"error": "invalid_token", "error_description": "Token expired or revoked"})
+        for refresh, owner in list(self.refresh_tokens.items()):
+            if owner == account:
+                self.revoke(refresh)
+        self.revocations.append(account)
+        return Reply(200, {})
 
     # -- Drive ----------------------------------------------------------------------------------
 
