@@ -385,6 +385,48 @@ async function scoreText(event) {
   }
 }
 
+// --- Google connection --------------------------------------------------------------------------
+
+const GOOGLE_STATES = {
+  connected: "Connected",
+  revoked: "Google stopped accepting the connection (the access was removed or expired). Connect again to keep sending from Gmail.",
+  disconnected: "Not connected. Until you connect, follow-ups cannot be sent from your Gmail.",
+};
+
+async function refreshGoogle() {
+  const g = await api("/token-refresh/status");
+  const connect = $("google-connect");
+  const disconnect = $("google-disconnect");
+  let text = GOOGLE_STATES[g.google_status] || g.google_status;
+  if (g.google_status === "connected") {
+    text = `Connected as ${g.email}${g.connected_at ? ` since ${formatDate(g.connected_at)}` : ""}.`;
+  }
+  $("google-state").textContent = text;
+  connect.href = g.connect_url;
+  connect.textContent = g.google_status === "connected" ? "Reconnect Google" : "Connect Google";
+  connect.hidden = false;
+  disconnect.hidden = g.google_status === "disconnected";
+}
+
+async function disconnectGoogle() {
+  const yes = await confirmAction({
+    title: "Disconnect your Google account?",
+    message: "LeadVoice will stop sending from your Gmail, stop watching for replies and give up its access to your account. Follow-ups already waiting to be sent will be blocked and shown on the dashboard. You can connect again at any time.",
+    confirmLabel: "Disconnect Google",
+    danger: true,
+  });
+  if (!yes) return;
+  clearError();
+  try {
+    const answer = await api("/token-refresh/disconnect", { method: "POST", body: {} });
+    announce(answer.revoked ? "Google disconnected; its access was revoked." : "Google disconnected.");
+    await refreshGoogle();
+    $("google-connect").focus();
+  } catch (err) {
+    showError(err);
+  }
+}
+
 // --- start --------------------------------------------------------------------------------------
 
 async function start() {
@@ -397,6 +439,7 @@ async function start() {
   $("filter-status").addEventListener("change", refreshSamples);
   $("retrain").addEventListener("click", retrain);
   $("match-form").addEventListener("submit", scoreText);
+  $("google-disconnect").addEventListener("click", disconnectGoogle);
   $("gallery-title").tabIndex = -1;
   try {
     await mountSignIn($("signin"), {
@@ -408,6 +451,7 @@ async function start() {
         if (user) {
           refreshSamples();
           refreshProfile();
+          refreshGoogle().catch(showError);
         }
       },
     });

@@ -191,3 +191,33 @@ def test_phone_width_keeps_everything_reachable(open_page):
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "main"
+
+
+def test_a_connected_rep_sees_their_google_account_and_can_disconnect_it(open_page, stack):
+    from shared.voice.sources import google_refresh_secret
+
+    db, secrets = stack.container.db, stack.container.secrets
+    rep_id = str(db.query("UPDATE reps SET google_status = 'connected', google_connected_at = now(), "
+                          "google_scopes = '{https://www.googleapis.com/auth/gmail.send}' "
+                          "WHERE email = 'alex@example.com' RETURNING id")[0]["id"])
+    secrets.add_version(google_refresh_secret(rep_id), b"1//a-refresh-token")
+    page = open_page(PAGE)
+    expect(page.locator("#google-state")).to_contain_text("Connected as alex@example.com")
+    reconnect = page.get_by_role("link", name="Reconnect Google")
+    expect(reconnect).to_have_attribute("href", f"{stack.url}/token-refresh/connect?rep={rep_id}")
+
+    page.get_by_role("button", name="Disconnect Google").click()
+    dialog = page.get_by_role("dialog", name="Disconnect your Google account?")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Disconnect Google").click()
+    expect(page.locator("#status")).to_contain_text("Google disconnected")
+    expect(page.locator("#google-state")).to_contain_text("Not connected")
+    expect(page.get_by_role("button", name="Disconnect Google")).to_be_hidden()
+    expect(page.get_by_role("link", name="Connect Google")).to_be_visible()
+    status = requests.get(f"{stack.url}/token-refresh/status", headers=ALEX, timeout=30).json()
+    assert status["google_status"] == "disconnected"
+    assert db.query("SELECT google_status FROM reps WHERE id = %s", (rep_id,))[0]["google_status"] == "disconnected"
+    from shared.ports import SecretNotFound
+
+    with pytest.raises(SecretNotFound):
+        secrets.access(google_refresh_secret(rep_id))
