@@ -132,6 +132,45 @@ def test_pubsub_push_decoding_answers_or_raises_a_project_error(data):
     assert result is None or (isinstance(result, str) and result)
 
 
+# --- Gmail push notifications (webhook /gmail) -------------------------------------------------------
+
+
+@st.composite
+def gmail_notification(draw):
+    payload = draw(st.one_of(
+        st.fixed_dictionaries({"emailAddress": st.one_of(st.emails(), json_value),
+                               "historyId": st.one_of(st.integers(min_value=-5, max_value=2**80),
+                                                      st.text(max_size=25), json_value)}),
+        json_value))
+    raw = json.dumps(payload).encode()
+    data = draw(st.one_of(st.just(base64.b64encode(raw).decode()),
+                          st.just(base64.urlsafe_b64encode(raw).decode().rstrip("=")),
+                          st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode()),
+                          st.text(max_size=40), json_value))
+    return draw(st.one_of(st.just({"message": {"data": data, "messageId": "1"}, "subscription": "s"}),
+                          st.just({"message": data}), json_value))
+
+
+@FUZZ
+@given(gmail_notification())
+def test_gmail_notification_decoding_answers_or_ignores(envelope):
+    from shared.accounts_google.gmail_push import decode
+
+    result = _calls(decode, envelope)
+    if result is not None:
+        address, history_id = result
+        assert "@" in address and address == address.strip().lower()
+        assert isinstance(history_id, int) and history_id > 0
+
+
+def test_a_well_formed_gmail_notification_decodes_in_both_alphabets():
+    from shared.accounts_google.gmail_push import decode
+
+    raw = json.dumps({"emailAddress": " Alex@Example.com", "historyId": 9876543210123}).encode()
+    for data in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode().rstrip("=")):
+        assert decode({"message": {"data": data}}) == ("alex@example.com", 9876543210123)
+
+
 # --- MIME, VTT, SRT, HTML through the extractor -------------------------------------------------------
 
 CHARSETS = st.sampled_from(["utf-8", "us-ascii", "iso-8859-1", "koi8-r", "utf-16", "x-unknown", "", "utf-7",
