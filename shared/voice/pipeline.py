@@ -215,7 +215,14 @@ def _embed(deps: Any, sample: dict[str, Any]) -> dict[str, Any]:
         raise PermanentError(f"The embedding model returned vectors of the wrong size (expected "
                              f"{embedder.dimension}).", code="model_mismatch")
     with deps.db.transaction() as cur:
-        # Replacing, not appending, is what makes a redelivered or repeated embed idempotent.
+        # Two deliveries of one task may embed at once: the row lock makes the second wait for the first
+        # and then find the sample ready (skipped), instead of colliding with its chunks on the index.
+        cur.execute("SELECT status FROM training_samples WHERE id = %s FOR UPDATE", (sample["id"],))
+        found = cur.fetchone()
+        if found is None or found[0] != "embedding":
+            raise samples.IllegalTransition("The sample was finished, deleted or changed by another delivery.",
+                                            code="illegal_transition")
+        # Replacing, not appending, is what makes a repeated embed (a retrain) idempotent.
         cur.execute("DELETE FROM sample_chunks WHERE sample_id = %s AND model = %s", (sample["id"], model))
         cur.executemany(
             "INSERT INTO sample_chunks (sample_id, rep_id, ordinal, content, model, embedding) "

@@ -162,6 +162,34 @@ def test_a_redelivered_extract_task_changes_nothing(stack):
     assert _profile(stack)["version"] == profile_before["version"]
 
 
+def test_racing_deliveries_of_one_embed_task_embed_it_once(stack):
+    from concurrent.futures import ThreadPoolExecutor
+
+    r = _upload(stack, b"Hi Dana - thanks for the call today. I'll send the pilot plan by Friday.\n\nBest,\nAlex",
+                "race.txt")
+    sample_id = r.json()["id"]
+    assert _wait(stack, sample_id)["status"] == "ready"
+    db = stack.container.db
+    chunks = db.query("SELECT count(*) AS n FROM sample_chunks WHERE sample_id = %s", (sample_id,))[0]["n"]
+    # As if the first delivery died after entering the step: every redelivery may resume it, at once.
+    db.query("UPDATE training_samples SET status = 'embedding' WHERE id = %s RETURNING id", (sample_id,))
+    settings = stack.container.settings
+    token = stack.container.signer.service_token(settings.audience_for("embed"), settings.tasks_service_account)
+    headers = {"Authorization": f"Bearer {token}", "X-CloudTasks-TaskRetryCount": "0"}
+
+    def deliver(_):
+        return requests.post(settings.function_url("embed"), json={"sample_id": sample_id}, headers=headers,
+                             timeout=120)
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(deliver, range(4)))
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    statuses = sorted(a.json()["status"] for a in answers)
+    assert "ready" in statuses and set(statuses) <= {"ready", "skipped"}
+    assert db.query("SELECT status FROM training_samples WHERE id = %s", (sample_id,))[0]["status"] == "ready"
+    assert db.query("SELECT count(*) AS n FROM sample_chunks WHERE sample_id = %s", (sample_id,))[0]["n"] == chunks
+
+
 def test_retrain_re_embeds_ready_samples(stack):
     db = stack.container.db
     ready_before = db.query("SELECT count(*) AS n FROM training_samples t JOIN reps r ON r.id = t.rep_id "
