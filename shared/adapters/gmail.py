@@ -27,7 +27,6 @@ trying again, which ``shared.mail.send_step`` does.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Any
@@ -37,25 +36,20 @@ import requests
 from shared.adapters.google_session import (
     GOOGLE_API_BASE_URL,
     GOOGLE_TOKEN_URI,
-    MISCONFIGURED,
-    RETRY,
     NoRefreshToken,
     RepSessions,
-    refresh_failure_kind,
+    checked_json,
+    request_json,
 )
-from shared.errors import DependencyDown, PermanentError, RateLimited
-from shared.mail.ports import DraftRef, GoogleAccessRevoked, GoogleNotConnected, Sender, SentRef
+from shared.mail.ports import DraftRef, GoogleNotConnected, Sender, SentRef
 from shared.ports import SecretStore
 
 log = logging.getLogger(__name__)
 
-_RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 # A Message-ID we look up is one we minted (``<wf-{uuid}@{domain}>``); anything else could change the
 # meaning of the search query, so it is refused rather than quoted.
 _MESSAGE_ID = re.compile(r"^<?([A-Za-z0-9._+-]+@[A-Za-z0-9.-]+)>?$")
 
-REVOKED_MESSAGE = ("The rep's Google connection has expired or was revoked; the rep must reconnect their Google "
-                   "account before email can be sent from it.")
 NOT_CONNECTED_MESSAGE = "The rep has not connected a Google account, so no email can be sent from their Gmail."
 
 
@@ -131,64 +125,9 @@ class GmailMailer:
 
     def _json(self, session: Any, method: str, path: str, *, params: dict[str, str] | None = None,
               payload: dict[str, Any] | None = None) -> dict[str, Any]:
-        from google.auth import exceptions as gexc
-
-        try:
-            response = session.request(method, self._base + path, params=params, json=payload,
-                                       timeout=self._timeout)
-        except gexc.RefreshError as exc:
-            self._sessions.forget(session)
-            kind = refresh_failure_kind(exc)
-            if kind == RETRY:
-                raise DependencyDown("Google could not renew the Gmail connection just now; it will be tried "
-                                     "again.") from None
-            if kind == MISCONFIGURED:
-                raise DependencyDown("The Gmail connection is misconfigured on our side (OAuth client); it will be "
-                                     "tried again once it is fixed.") from None
-            raise GoogleAccessRevoked(REVOKED_MESSAGE) from None
-        except gexc.TransportError:
-            raise DependencyDown("Could not reach Google to renew the Gmail connection.") from None
-        except requests.Timeout:
-            raise DependencyDown("Gmail did not answer in time.") from None
-        except requests.RequestException:
-            raise DependencyDown("Could not reach Gmail.") from None
-        try:
-            if response.status_code != 200:
-                raise _http_failure(response)
-            try:
-                body = response.json()
-            except ValueError:
-                raise DependencyDown("Gmail sent an answer that could not be read.") from None
-            if not isinstance(body, dict):
-                raise DependencyDown("Gmail sent an answer that could not be read.")
-            return body
-        finally:
-            response.close()
-
-
-def _http_failure(response: Any) -> Exception:
-    """The project's error for one of Gmail's JSON errors."""
-    status = response.status_code
-    reason, message = "", ""
-    try:
-        error = json.loads(response.content or b"{}").get("error") or {}
-        message = str(error.get("message") or "")
-        reason = str(((error.get("errors") or [{}])[0]).get("reason") or "")
-    except (ValueError, AttributeError, IndexError, TypeError):
-        pass
-    if status == 429 or (status == 403 and reason in _RATE_REASONS):
-        return RateLimited("Gmail is limiting requests right now; it will be tried again shortly.")
-    if status >= 500:
-        return DependencyDown(f"Gmail answered HTTP {status}.")
-    if status == 401:
-        # google-auth already refreshed once and retried: the grant itself no longer works.
-        return GoogleAccessRevoked(REVOKED_MESSAGE)
-    log.warning("gmail answered HTTP %s (%s)", status, reason or "no reason")
-    if status == 403:
-        return PermanentError(f"Gmail refused the request (HTTP 403{': ' + reason if reason else ''}); the rep's "
-                              "grant may lack the Gmail permission.", code="gmail_forbidden")
-    return PermanentError(f"Gmail refused the request (HTTP {status}{': ' + message[:160] if message else ''}).",
-                          code="gmail_refused")
+        response = request_json(self._sessions, session, method, self._base + path, params=params,
+                                payload=payload, what="Gmail", timeout=self._timeout)
+        return checked_json(response, "Gmail", code="gmail_refused")
 
 
 def build_mailer(settings: Any, secrets: SecretStore) -> Any:

@@ -38,21 +38,20 @@ import requests
 from shared.adapters.google_session import (
     GOOGLE_API_BASE_URL,
     GOOGLE_TOKEN_URI,
-    MISCONFIGURED,
-    RETRY,
     NoRefreshToken,
     RepSessions,
+    checked_json,
     read_refresh_token,
-    refresh_failure_kind,
+    refresh_error,
+    request_json,
 )
-from shared.errors import DependencyDown, PermanentError, RateLimited
-from shared.mail.ports import GoogleAccessRevoked, GoogleNotConnected
+from shared.errors import DependencyDown, PermanentError
+from shared.mail.ports import GoogleNotConnected
 from shared.ports import SecretStore
 from shared.voice.sources import google_refresh_secret
 
 log = logging.getLogger(__name__)
 
-_RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 MAX_BODY_CHARS = 200_000  # a message body larger than this is not a useful voice sample anyway
 
 
@@ -212,7 +211,7 @@ class GoogleAccountApi:
             credentials.refresh(Request(session=self._http))
         except gexc.RefreshError as exc:
             self._sessions.forget(session)
-            raise _refresh_error(exc) from None
+            raise refresh_error(exc) from None
         except gexc.TransportError:
             raise DependencyDown("Could not reach Google to refresh the connection.") from None
         expiry = credentials.expiry.replace(tzinfo=dt.timezone.utc) if credentials.expiry else None
@@ -356,62 +355,6 @@ class GoogleAccountApi:
         if response.status_code == 404 and none_on_404:
             return None
         return checked_json(response, "Gmail")
-
-
-def _refresh_error(exc: Exception) -> Exception:
-    kind = refresh_failure_kind(exc)
-    if kind == RETRY:
-        return DependencyDown("Google could not refresh the connection just now.")
-    if kind == MISCONFIGURED:
-        return DependencyDown("Our OAuth client is misconfigured (invalid_client).")
-    return GoogleAccessRevoked("The rep's Google connection has expired or was revoked.")
-
-
-def request_json(owner: Any, session: Any, method: str, url: str, *, params: dict[str, str] | None,
-                 payload: Any, what: str, timeout: float) -> Any:
-    """Send one request with a rep's session, translating credential and transport failures."""
-    from google.auth import exceptions as gexc
-
-    try:
-        return session.request(method, url, params=params, json=payload, timeout=timeout)
-    except gexc.RefreshError as exc:
-        owner.forget(session)
-        raise _refresh_error(exc) from None
-    except gexc.TransportError:
-        raise DependencyDown(f"Could not reach Google to renew the {what} connection.") from None
-    except requests.RequestException:
-        raise DependencyDown(f"Could not reach {what}.") from None
-
-
-def checked_json(response: Any, what: str) -> dict[str, Any]:
-    """The JSON body of a 200, or the project's error for Google's error shape."""
-    try:
-        status = response.status_code
-        if status == 200 or status == 204:
-            if not response.content:
-                return {}
-            try:
-                body = response.json()
-            except ValueError:
-                raise DependencyDown(f"{what} sent an answer that could not be read.") from None
-            return body if isinstance(body, dict) else {}
-        reason = ""
-        try:
-            error = response.json().get("error") or {}
-            reason = str(((error.get("errors") or [{}])[0]).get("reason") or "")
-        except (ValueError, AttributeError, IndexError, TypeError):
-            pass
-        # https://developers.google.com/gmail/api/guides/handle-errors
-        if status == 429 or (status == 403 and reason in _RATE_REASONS):
-            raise RateLimited(f"{what} is limiting requests right now.")
-        if status >= 500:
-            raise DependencyDown(f"{what} answered HTTP {status}.")
-        if status == 401:
-            raise GoogleAccessRevoked("The rep's Google connection was refused; the rep must reconnect.")
-        raise PermanentError(f"{what} refused the request (HTTP {status}{', ' + reason if reason else ''}).",
-                             code="google_refused")
-    finally:
-        response.close()
 
 
 # --- message parsing ---------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from shared.adapters.gmail_sync import GoogleAccountApi, checked_json, request_json
+from shared.adapters.gmail_sync import GoogleAccountApi
+from shared.adapters.google_session import checked_json, request_json
 from shared.errors import DependencyDown
 
 

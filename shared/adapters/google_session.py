@@ -148,3 +148,90 @@ def refresh_failure_kind(exc: Exception) -> str:
         log.error("google token refresh refused our OAuth client (invalid_client)")
         return MISCONFIGURED
     return REVOKED
+
+
+# --- calling a Google API with a rep's session -------------------------------------------------------
+
+# https://developers.google.com/gmail/api/guides/handle-errors: a 403 with one of these reasons means "slow down".
+_RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+REVOKED_MESSAGE = ("The rep's Google connection has expired or was revoked; the rep must reconnect their Google "
+                   "account.")
+
+
+def refresh_error(exc: Exception) -> Exception:
+    """The project's error for a failed token refresh (``google.auth.exceptions.RefreshError``)."""
+    from shared.errors import DependencyDown
+    from shared.mail.ports import GoogleAccessRevoked
+
+    kind = refresh_failure_kind(exc)
+    if kind == RETRY:
+        return DependencyDown("Google could not refresh the connection just now.")
+    if kind == MISCONFIGURED:
+        return DependencyDown("Our OAuth client is misconfigured (invalid_client).")
+    return GoogleAccessRevoked(REVOKED_MESSAGE)
+
+
+def request_json(owner: Any, session: Any, method: str, url: str, *, params: dict[str, str] | None,
+                 payload: Any, what: str, timeout: float) -> Any:
+    """Send one request with a rep's session, translating credential and transport failures.
+
+    ``owner.forget(session)`` drops a session whose grant failed, so the next call reads the store again.
+    """
+    from google.auth import exceptions as gexc
+
+    from shared.errors import DependencyDown
+
+    try:
+        return session.request(method, url, params=params, json=payload, timeout=timeout)
+    except gexc.RefreshError as exc:
+        owner.forget(session)
+        raise refresh_error(exc) from None
+    except gexc.TransportError:
+        raise DependencyDown(f"Could not reach Google to renew the {what} connection.") from None
+    except requests.Timeout:
+        raise DependencyDown(f"{what} did not answer in time.") from None
+    except requests.RequestException:
+        raise DependencyDown(f"Could not reach {what}.") from None
+
+
+def checked_json(response: Any, what: str, *, code: str = "google_refused") -> dict[str, Any]:
+    """The JSON object of a 200/204 (``{}`` when empty), or the project's error for Google's error shape.
+
+    429 and rate-limit 403s are ``RateLimited``, 5xx ``DependencyDown`` (both retried), 401 (google-auth
+    already refreshed once) ``GoogleAccessRevoked``, any other 4xx a ``PermanentError`` with ``code``.
+    """
+    from shared.errors import DependencyDown, PermanentError, RateLimited
+    from shared.mail.ports import GoogleAccessRevoked
+
+    try:
+        status = response.status_code
+        if status in (200, 204):
+            if not response.content:
+                return {}
+            try:
+                body = response.json()
+            except ValueError:
+                raise DependencyDown(f"{what} sent an answer that could not be read.") from None
+            if not isinstance(body, dict):
+                raise DependencyDown(f"{what} sent an answer that could not be read.")
+            return body
+        reason, message = "", ""
+        try:
+            error = response.json().get("error") or {}
+            message = str(error.get("message") or "")
+            reason = str(((error.get("errors") or [{}])[0]).get("reason") or "")
+        except (ValueError, AttributeError, IndexError, TypeError):
+            pass
+        if status == 429 or (status == 403 and reason in _RATE_REASONS):
+            raise RateLimited(f"{what} is limiting requests right now; it will be tried again shortly.")
+        if status >= 500:
+            raise DependencyDown(f"{what} answered HTTP {status}.")
+        if status == 401:
+            raise GoogleAccessRevoked(REVOKED_MESSAGE)
+        log.warning("google api refused a request", extra={"fields": {"api": what, "status": status,
+                                                                      "reason": reason or None}})
+        detail = reason if status == 403 else message[:160]
+        raise PermanentError(f"{what} refused the request (HTTP {status}{': ' + detail if detail else ''}).",
+                             code=code)
+    finally:
+        response.close()
